@@ -1,0 +1,144 @@
+//! The config model: parsing TOML or JSON of one shape, and validation that reports every
+//! problem at once, each naming the file, the path (`profiles.admin.include[2]`), what is
+//! wrong and how to fix it.
+//!
+//! Architecture invariant: this module does no I/O beyond reading the file it is given, and
+//! knows nothing of wasmtime, HTTP or the clock. What leaves it is a [`Config`] that the rest
+//! of the engine can trust: every name valid, every reference resolved, every profile flattened.
+
+mod diagnostic;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+pub use diagnostic::{ConfigErrors, Diagnostic};
+
+use crate::scope::{Lang, Scope};
+
+/// A validated config. Built only by [`Config::load`] / [`Config::parse`], so its invariants hold:
+/// command names are valid for Telegram, profiles are flattened into ordered command lists of at
+/// most 100, every referenced profile exists, `fallback_language` is one of `languages`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from, for messages.
+    pub source: String,
+    pub languages: Vec<Lang>,
+    pub fallback_language: Lang,
+    pub i18n_key_prefix: String,
+    pub default_profile: String,
+    pub commands: IndexMap<String, CommandSpec>,
+    pub profiles: IndexMap<String, Profile>,
+    pub scopes: Vec<ScopeSpec>,
+    pub menu_button: MenuButton,
+}
+
+/// One command as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub name: String,
+    /// Inline descriptions; they win over any translator.
+    pub descriptions: IndexMap<Lang, String>,
+    /// Translation key; `None` means `{i18n_key_prefix}.{name}.desc`.
+    pub i18n_key: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl CommandSpec {
+    /// The key translators are asked for.
+    pub fn translation_key(&self, prefix: &str) -> String {
+        match &self.i18n_key {
+            Some(key) => key.clone(),
+            None => format!("{prefix}.{}.desc", self.name),
+        }
+    }
+}
+
+/// A named command set, flattened: `extends` applied first, then `include`, minus `exclude`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    /// Command names in menu order.
+    pub commands: Vec<String>,
+}
+
+/// One configured scope: where a profile's menu is set, in which languages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeSpec {
+    pub scope: Scope,
+    pub profile: String,
+    /// Languages that get a dedicated list; the plan adds one list without a language.
+    pub languages: Vec<Lang>,
+}
+
+/// The bot's default menu button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MenuButton {
+    Commands,
+    Default,
+}
+
+/// The file formats a config may be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+}
+
+impl Format {
+    /// `.json` is JSON; everything else is TOML.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("json") => Format::Json,
+            _ => Format::Toml,
+        }
+    }
+}
+
+/// A config and the warnings met while loading it (aliases, untranslated languages, ...).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// Reads and validates a config file; the format follows the extension.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(Diagnostic::error(
+                &source,
+                "",
+                format!("cannot read the file: {e}"),
+                "check the path and its permissions",
+            ))
+        })?;
+        Config::parse(&text, Format::from_path(path), &source)
+    }
+
+    /// Parses and validates config text. `source` names it in messages.
+    pub fn parse(text: &str, format: Format, source: &str) -> Result<Loaded, ConfigErrors> {
+        let raw = raw::parse(text, format, source)?;
+        validate::validate(raw, source)
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.get(name)
+    }
+
+    /// The language a menu is built in for a user: theirs when configured, else the fallback.
+    pub fn menu_language(&self, user_language: Option<Lang>) -> Lang {
+        match user_language {
+            Some(lang) if self.languages.contains(&lang) => lang,
+            _ => self.fallback_language,
+        }
+    }
+}
