@@ -4,5 +4,20 @@
 //! diff -> delivery. See `ARCHITECTURE.md` for the code map.
 
 pub mod config;
+pub mod deliver;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod limits;
+pub mod manager;
+pub mod menu;
+pub mod plan;
+pub mod resolve;
 pub mod scope;
+pub mod sync;
+
+pub use config::Config;
+pub use deliver::{ApiError, BotApi};
+pub use manager::{CommandManager, Resolution, SetupReport, Status, UserOutcome};
+pub use menu::{BotCommand, Menu};
+pub use resolve::{FlagValue, Resolver, Translator, UserContext};
+pub use scope::{ChatType, Lang, ListKey, Scope};

@@ -1,0 +1,269 @@
+//! The `cmdscope` command-line tool. Only this file knows output formats (tables, JSON lines);
+//! the library returns typed values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cmdscope::config::{Config, ConfigErrors, Loaded};
+use cmdscope::deliver::TeloxideApi;
+use cmdscope::emulator::Emulator;
+use cmdscope::manager::{ListOutcome, SetupReport, Status};
+use cmdscope::menu::MenuTable;
+use cmdscope::plan::Plan;
+use cmdscope::resolve::{Catalog, FlagRules, NoTranslator};
+use cmdscope::{BotCommand, CommandManager};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(
+    name = "cmdscope",
+    version,
+    about = "Keeps Telegram bot command menus right for every user"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config: exit 0 when valid, else print one error per line and exit 1.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show the lists `apply` would set.
+    Plan {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Set every configured list and the menu button through the Bot API.
+    Apply {
+        #[arg(long)]
+        config: PathBuf,
+        /// Bot token (or set CMDSCOPE_BOT_TOKEN). Never printed.
+        #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Bot API server, e.g. an emulator.
+        #[arg(long, default_value = "https://api.telegram.org/")]
+        api_url: String,
+        /// Print the plan without calling the Bot API.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The main job on an embedded default: an in-process emulator, the example config, sample users.
+    Demo,
+    /// Run the Bot API emulator on loopback until Ctrl-C.
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// Accept only this bot token.
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Json,
+    Table,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CMDSCOPE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check { config } => Ok(check(&config)),
+        Command::Plan { config, format } => {
+            let Some(loaded) = load_or_print(&config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            print_plan(&plan_of(&loaded.config), format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply {
+            config,
+            token,
+            api_url,
+            dry_run,
+        } => {
+            let Some(loaded) = load_or_print(&config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            if dry_run {
+                print_plan(&plan_of(&loaded.config), OutputFormat::Table)?;
+                println!("dry run: no Bot API call made");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let token = token.ok_or_else(|| {
+                anyhow::anyhow!("--token (or CMDSCOPE_BOT_TOKEN) is required unless --dry-run")
+            })?;
+            let api = TeloxideApi::with_api_url(&token, &api_url)?;
+            let manager = CommandManager::builder(loaded.config).build(Arc::new(api));
+            let report = manager.setup_all().await;
+            print_report(&report);
+            Ok(if report.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Demo => demo::run().await,
+        Command::Emulator { listen, token } => {
+            let mut emulator = Emulator::new();
+            if let Some(t) = &token {
+                emulator = emulator.require_token(t);
+            }
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!(
+                "Bot API emulator listening on http://{}/ (Ctrl-C to stop)",
+                listener.local_addr()?
+            );
+            emulator
+                .serve(listener, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_warnings(loaded: &Loaded) {
+    for w in &loaded.warnings {
+        println!("warning: {w}");
+    }
+}
+
+fn print_errors(errors: &ConfigErrors) {
+    for e in errors.iter() {
+        println!("error: {e}");
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(loaded) => {
+            print_warnings(&loaded);
+            let c = &loaded.config;
+            println!(
+                "{}: ok ({} commands, {} profiles, {} scopes, languages {})",
+                c.source,
+                c.commands.len(),
+                c.profiles.len(),
+                c.scopes.len(),
+                c.languages
+                    .iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print_errors(&errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a config, printing warnings; prints errors and returns `None` when it is invalid.
+fn load_or_print(path: &std::path::Path) -> Option<Loaded> {
+    match Config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            Some(loaded)
+        }
+        Err(errors) => {
+            for e in errors.iter() {
+                eprintln!("error: {e}");
+            }
+            None
+        }
+    }
+}
+
+/// The plan of a config alone (inline descriptions, no translators).
+fn plan_of(config: &Config) -> Plan {
+    Plan::build(config, &MenuTable::build(config, &NoTranslator))
+}
+
+fn print_plan(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&plan.to_json())?),
+        OutputFormat::Table => {
+            for list in &plan.lists {
+                println!("{}  (profile {})", list.key, list.profile);
+                print_commands(&list.commands, "  ");
+            }
+            println!("menu button: {:?}", plan.menu_button);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn print_commands(commands: &[BotCommand], indent: &str) {
+    let width = commands.iter().map(|c| c.command.len()).max().unwrap_or(0) + 1;
+    for c in commands {
+        println!("{indent}/{:<width$}  {}", c.command, c.description);
+    }
+    if commands.is_empty() {
+        println!("{indent}(no commands)");
+    }
+}
+
+fn status_word(status: &Status) -> String {
+    match status {
+        Status::Unchanged => "unchanged".into(),
+        Status::Set => "set".into(),
+        Status::Deleted => "deleted".into(),
+        Status::Failed(e) => format!("FAILED: {e}"),
+    }
+}
+
+fn print_report(report: &SetupReport) {
+    for ListOutcome { key, status } in &report.lists {
+        println!("{:<10} {key}", status_word(status));
+    }
+    println!("{:<10} menu button", status_word(&report.menu_button));
+    let failed = report.failures().count() + usize::from(report.menu_button.is_failed());
+    println!("{} lists, {failed} failed", report.lists.len());
+}
+
+/// The example shop bot, embedded so the demo needs no files.
+pub(crate) fn example() -> anyhow::Result<(Config, Catalog, FlagRules)> {
+    let loaded = Config::parse(
+        include_str!("../../../examples/shop.toml"),
+        cmdscope::config::Format::Toml,
+        "examples/shop.toml",
+    )
+    .map_err(|e| anyhow::anyhow!("embedded example config is invalid:\n{e}"))?;
+    let catalog = Catalog::from_json(include_str!("../../../examples/shop.i18n.json"))?;
+    Ok((loaded.config, catalog, FlagRules::tiered()))
+}

@@ -1,0 +1,554 @@
+//! An embedded Bot API emulator: real HTTP on loopback, for the demo, the tests and anyone
+//! testing a bot offline.
+//!
+//! It serves the command and menu-button methods, validates like Telegram, answers with
+//! Telegram's error shape, stores lists per (scope, language) and answers "which list does this
+//! user see" with the same precedence module the planner uses. Control endpoints under
+//! `/_emulator/` count calls, inject faults and reset state.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::limits;
+use crate::menu::BotCommand;
+use crate::scope::{ChatType, Lang, ListKey, Scope, Viewer};
+
+/// The Bot API methods served, by canonical name; requests match them case-insensitively.
+const METHODS: [&str; 6] = [
+    "getMe",
+    "setMyCommands",
+    "getMyCommands",
+    "deleteMyCommands",
+    "setChatMenuButton",
+    "getChatMenuButton",
+];
+
+/// A fault to inject into the next `count` Bot API calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Answer with this HTTP status and Telegram's error shape (429 carries `retry_after`).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Seconds, for 429.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Wait this long before answering (combined with `status`, or alone).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Call counters, as `GET /_emulator/calls` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// Every Bot API request received, faulted ones included.
+    pub total: u64,
+    pub by_method: BTreeMap<String, u64>,
+    /// Requests answered with an injected fault status.
+    pub faulted: u64,
+}
+
+#[derive(Debug, Default)]
+struct EmulatorState {
+    lists: HashMap<ListKey, Vec<BotCommand>>,
+    /// Menu buttons by chat; `None` is the bot's default.
+    menu_buttons: HashMap<Option<i64>, Value>,
+    calls: CallStats,
+    faults: VecDeque<Fault>,
+}
+
+/// A handle on the emulator's state, shared by the HTTP server and in-process callers.
+#[derive(Debug, Clone, Default)]
+pub struct Emulator {
+    state: Arc<Mutex<EmulatorState>>,
+    /// When set, only this bot token is accepted.
+    token: Option<Arc<str>>,
+}
+
+/// A running server; stops when dropped.
+#[derive(Debug)]
+pub struct RunningEmulator {
+    pub emulator: Emulator,
+    pub addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl RunningEmulator {
+    /// The base URL to give a Bot API client (`Bot::set_api_url`).
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Emulator {
+    pub fn new() -> Self {
+        Emulator::default()
+    }
+
+    /// Accept only this token (others get 401 Unauthorized).
+    pub fn require_token(mut self, token: &str) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Binds `addr` (use port 0 for a free one) and serves in a background task.
+    pub async fn start(self, addr: SocketAddr) -> std::io::Result<RunningEmulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel();
+        let app = self.router();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("emulator server stopped: {e}");
+            }
+        });
+        Ok(RunningEmulator {
+            emulator: self,
+            addr,
+            _shutdown: tx,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes (the CLI passes Ctrl-C).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/_emulator/effective", get(effective_handler))
+            .route("/_emulator/calls", get(calls_handler))
+            .route("/_emulator/lists", get(lists_handler))
+            .route("/_emulator/faults", post(faults_handler))
+            .route("/_emulator/reset", post(reset_handler))
+            .route("/{bot}/{method}", post(method_handler).get(method_handler))
+            .with_state(self.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, EmulatorState> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The list Telegram would show this viewer, with the key it comes from.
+    pub fn effective(&self, viewer: &Viewer) -> (Option<ListKey>, Vec<BotCommand>) {
+        let state = self.lock();
+        let key = viewer.effective(|k| state.lists.contains_key(k));
+        let commands = key
+            .as_ref()
+            .map(|k| state.lists[k].clone())
+            .unwrap_or_default();
+        (key, commands)
+    }
+
+    /// The list stored at exactly this key.
+    pub fn list(&self, key: &ListKey) -> Option<Vec<BotCommand>> {
+        self.lock().lists.get(key).cloned()
+    }
+
+    /// Every stored list.
+    pub fn lists(&self) -> Vec<(ListKey, Vec<BotCommand>)> {
+        let mut all: Vec<_> = self
+            .lock()
+            .lists
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub fn calls(&self) -> CallStats {
+        self.lock().calls.clone()
+    }
+
+    pub fn default_menu_button(&self) -> Option<Value> {
+        self.lock().menu_buttons.get(&None).cloned()
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
+    pub fn reset(&self) {
+        *self.lock() = EmulatorState::default();
+    }
+
+    /// Takes the fault that applies to the call being served, if any.
+    fn next_fault(&self) -> Option<Fault> {
+        let mut state = self.lock();
+        let front = state.faults.front_mut()?;
+        let fault = front.clone();
+        front.count = front.count.saturating_sub(1);
+        if front.count == 0 {
+            state.faults.pop_front();
+        }
+        Some(fault)
+    }
+}
+
+/// A Bot API refusal; answers in Telegram's error shape with HTTP status = error code.
+#[derive(Debug)]
+struct Refusal {
+    code: u16,
+    description: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = json!({"ok": false, "error_code": self.code, "description": self.description});
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn api_error(code: u16, description: &str) -> Response {
+    Refusal {
+        code,
+        description: description.to_string(),
+    }
+    .into_response()
+}
+
+fn bad_request(what: &str) -> Refusal {
+    Refusal {
+        code: 400,
+        description: format!("Bad Request: {what}"),
+    }
+}
+
+fn ok(result: Value) -> Response {
+    axum::Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// Reads parameters from the query string and a JSON or form body, as Telegram does.
+/// Form values holding JSON objects or arrays (`scope`, `commands`) are decoded.
+fn params(
+    headers: &HeaderMap,
+    query: HashMap<String, String>,
+    body: &Bytes,
+) -> Result<serde_json::Map<String, Value>, Refusal> {
+    let mut out: serde_json::Map<String, Value> =
+        query.into_iter().map(|(k, v)| (k, form_value(v))).collect();
+    if body.is_empty() {
+        return Ok(out);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|_| bad_request("can't parse the form body"))?;
+        out.extend(pairs.into_iter().map(|(k, v)| (k, form_value(v))));
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => out.extend(map),
+            _ => return Err(bad_request("can't parse the JSON body")),
+        }
+    }
+    Ok(out)
+}
+
+fn form_value(v: String) -> Value {
+    let t = v.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        serde_json::from_str(&v).unwrap_or(Value::String(v))
+    } else {
+        Value::String(v)
+    }
+}
+
+/// `scope` and `language_code` of a request: the list key it addresses.
+fn list_key(p: &serde_json::Map<String, Value>) -> Result<ListKey, Refusal> {
+    let scope = match p.get("scope") {
+        None | Some(Value::Null) => Scope::Default,
+        Some(v) => {
+            let v = match v {
+                Value::String(s) => serde_json::from_str(s)
+                    .map_err(|_| bad_request("can't parse BotCommandScope JSON object"))?,
+                other => other.clone(),
+            };
+            serde_json::from_value::<Scope>(v)
+                .map_err(|e| bad_request(&format!("can't parse BotCommandScope: {e}")))?
+        }
+    };
+    if let Scope::ChatMember { user_id, .. } = &scope
+        && *user_id <= 0
+    {
+        return Err(bad_request("invalid user_id specified"));
+    }
+    let language = match p.get("language_code") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(
+            Lang::parse(s)
+                .filter(|_| s.bytes().all(|b| b.is_ascii_lowercase()))
+                .ok_or_else(|| bad_request("LANG_CODE_INVALID"))?,
+        ),
+        Some(_) => return Err(bad_request("LANG_CODE_INVALID")),
+    };
+    Ok(ListKey::new(scope, language))
+}
+
+fn commands(p: &serde_json::Map<String, Value>) -> Result<Vec<BotCommand>, Refusal> {
+    let raw = p
+        .get("commands")
+        .ok_or_else(|| bad_request("parameter \"commands\" is required"))?;
+    let list: Vec<BotCommand> = serde_json::from_value(raw.clone())
+        .map_err(|_| bad_request("can't parse commands JSON array"))?;
+    if list.len() > limits::MAX_COMMANDS {
+        return Err(bad_request("BOT_COMMANDS_TOO_MUCH"));
+    }
+    for c in &list {
+        if limits::command_name_problem(&c.command).is_some() {
+            return Err(bad_request("BOT_COMMAND_INVALID"));
+        }
+        if limits::description_problem(&c.description).is_some() {
+            return Err(bad_request("BOT_COMMAND_DESCRIPTION_INVALID"));
+        }
+    }
+    Ok(list)
+}
+
+async fn method_handler(
+    State(emu): State<Emulator>,
+    Path((bot, method)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(token) = bot.strip_prefix("bot").filter(|t| !t.is_empty()) else {
+        return api_error(404, "Not Found");
+    };
+    if emu.token.as_deref().is_some_and(|t| t != token) {
+        return api_error(401, "Unauthorized");
+    }
+    let Some(method) = METHODS
+        .iter()
+        .copied()
+        .find(|m| m.eq_ignore_ascii_case(&method))
+    else {
+        return api_error(404, "Not Found: method not found");
+    };
+    {
+        let mut state = emu.lock();
+        state.calls.total += 1;
+        *state.calls.by_method.entry(method.to_string()).or_default() += 1;
+    }
+    if let Some(fault) = emu.next_fault() {
+        if let Some(ms) = fault.delay_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(status) = fault.status {
+            emu.lock().calls.faulted += 1;
+            return match status {
+                429 => {
+                    let secs = fault.retry_after.unwrap_or(1);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(json!({
+                            "ok": false, "error_code": 429,
+                            "description": format!("Too Many Requests: retry after {secs}"),
+                            "parameters": {"retry_after": secs}
+                        })),
+                    )
+                        .into_response()
+                }
+                code => api_error(
+                    code,
+                    StatusCode::from_u16(code)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Error"),
+                ),
+            };
+        }
+    }
+    match params(&headers, query, &body).and_then(|p| call(&emu, method, &p)) {
+        Ok(result) => ok(result),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+fn call(
+    emu: &Emulator,
+    method: &str,
+    p: &serde_json::Map<String, Value>,
+) -> Result<Value, Refusal> {
+    match method {
+        "getMe" => Ok(json!({
+            "id": 1_000_001, "is_bot": true, "first_name": "cmdscope emulator",
+            "username": "cmdscope_emulator_bot", "can_join_groups": true,
+            "can_read_all_group_messages": false, "supports_inline_queries": false,
+            "can_connect_to_business": false, "has_main_web_app": false
+        })),
+        "setMyCommands" => {
+            let key = list_key(p)?;
+            let list = commands(p)?;
+            let mut state = emu.lock();
+            // Telegram treats an empty list as "no list": broader scopes show again.
+            if list.is_empty() {
+                state.lists.remove(&key);
+            } else {
+                state.lists.insert(key, list);
+            }
+            Ok(Value::Bool(true))
+        }
+        "getMyCommands" => {
+            let key = list_key(p)?;
+            let list = emu.lock().lists.get(&key).cloned().unwrap_or_default();
+            Ok(serde_json::to_value(list).expect("commands serialise"))
+        }
+        "deleteMyCommands" => {
+            let key = list_key(p)?;
+            emu.lock().lists.remove(&key);
+            Ok(Value::Bool(true))
+        }
+        "setChatMenuButton" => {
+            let chat = chat_id(p)?;
+            let button = p
+                .get("menu_button")
+                .cloned()
+                .unwrap_or(json!({"type": "default"}));
+            let kind = button.get("type").and_then(Value::as_str).unwrap_or("");
+            if !matches!(kind, "commands" | "default" | "web_app") {
+                return Err(bad_request("can't parse menu button JSON object"));
+            }
+            emu.lock().menu_buttons.insert(chat, button);
+            Ok(Value::Bool(true))
+        }
+        "getChatMenuButton" => {
+            let chat = chat_id(p)?;
+            let state = emu.lock();
+            let button = state
+                .menu_buttons
+                .get(&chat)
+                .or_else(|| state.menu_buttons.get(&None))
+                .cloned()
+                .unwrap_or(json!({"type": "default"}));
+            Ok(button)
+        }
+        other => unreachable!("METHODS lists {other} but it is not handled"),
+    }
+}
+
+fn chat_id(p: &serde_json::Map<String, Value>) -> Result<Option<i64>, Refusal> {
+    match p.get("chat_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| bad_request("chat not found")),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| bad_request("chat not found")),
+        Some(_) => Err(bad_request("chat not found")),
+    }
+}
+
+/// Query of `GET /_emulator/effective`.
+#[derive(Debug, Deserialize)]
+struct EffectiveQuery {
+    chat_type: Option<String>,
+    chat_id: Option<i64>,
+    user_id: i64,
+    language_code: Option<String>,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+async fn effective_handler(
+    State(emu): State<Emulator>,
+    Query(q): Query<EffectiveQuery>,
+) -> Response {
+    let chat_type = match q.chat_type.as_deref() {
+        None => ChatType::Private,
+        Some(s) => match ChatType::parse(s) {
+            Some(t) => t,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown chat_type `{s}`: use private, group or supergroup"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let viewer = Viewer {
+        chat_type,
+        chat_id: q.chat_id.unwrap_or(q.user_id),
+        user_id: q.user_id,
+        language: q.language_code.as_deref().and_then(Lang::from_user_tag),
+        is_admin: q.is_admin,
+    };
+    let (key, commands) = emu.effective(&viewer);
+    axum::Json(json!({
+        "commands": commands,
+        "scope": key.as_ref().map(|k| &k.scope),
+        "language_code": key.as_ref().and_then(|k| k.language).map(|l| l.to_string()),
+    }))
+    .into_response()
+}
+
+async fn calls_handler(State(emu): State<Emulator>) -> Response {
+    axum::Json(emu.calls()).into_response()
+}
+
+async fn lists_handler(State(emu): State<Emulator>) -> Response {
+    let lists: Vec<Value> = emu
+        .lists()
+        .into_iter()
+        .map(|(k, c)| json!({"scope": k.scope, "language_code": k.language.map(|l| l.to_string()), "commands": c}))
+        .collect();
+    axum::Json(json!({ "lists": lists })).into_response()
+}
+
+async fn faults_handler(State(emu): State<Emulator>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Fault>(&body) {
+        Ok(f) if f.status.is_none() && f.delay_ms.is_none() => (
+            StatusCode::BAD_REQUEST,
+            "a fault needs `status` or `delay_ms`",
+        )
+            .into_response(),
+        Ok(f) => {
+            emu.inject(f);
+            axum::Json(json!({"ok": true})).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("bad fault: {e}")).into_response(),
+    }
+}
+
+async fn reset_handler(State(emu): State<Emulator>) -> Response {
+    emu.reset();
+    axum::Json(json!({"ok": true})).into_response()
+}

@@ -1,0 +1,380 @@
+//! The seam between the engine and the logic that decides who sees what: the user context,
+//! the [`Resolver`] (context -> profile name) and [`Translator`] (key, language -> text) traits,
+//! and their native implementations. WebAssembly plugins implement the same traits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scope::{ChatType, Lang, Viewer};
+
+/// A typed flag value a bot attaches to a user context.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FlagValue {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl FlagValue {
+    /// Parses a command-line value: `true`/`false` are booleans, integers are integers, the rest text.
+    pub fn parse_cli(value: &str) -> FlagValue {
+        match value {
+            "true" => FlagValue::Bool(true),
+            "false" => FlagValue::Bool(false),
+            _ => value
+                .parse()
+                .map(FlagValue::Int)
+                .unwrap_or_else(|_| FlagValue::Text(value.to_string())),
+        }
+    }
+}
+
+impl From<bool> for FlagValue {
+    fn from(v: bool) -> Self {
+        FlagValue::Bool(v)
+    }
+}
+impl From<i64> for FlagValue {
+    fn from(v: i64) -> Self {
+        FlagValue::Int(v)
+    }
+}
+impl From<&str> for FlagValue {
+    fn from(v: &str) -> Self {
+        FlagValue::Text(v.to_string())
+    }
+}
+impl From<String> for FlagValue {
+    fn from(v: String) -> Self {
+        FlagValue::Text(v)
+    }
+}
+
+/// Everything a resolver may base its decision on, and where the menu is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserContext {
+    pub user_id: i64,
+    /// The chat the menu is for; defaults to the user's private chat.
+    #[serde(default)]
+    pub chat_id: Option<i64>,
+    #[serde(default = "private")]
+    pub chat_type: ChatType,
+    /// The user's language as Telegram sends it (`en`, `pt-br`).
+    #[serde(default)]
+    pub language_code: Option<String>,
+    #[serde(default)]
+    pub flags: BTreeMap<String, FlagValue>,
+    /// Whether the user administers the group chat (admins see `all_chat_administrators` lists).
+    #[serde(default)]
+    pub is_chat_admin: bool,
+}
+
+fn private() -> ChatType {
+    ChatType::Private
+}
+
+impl UserContext {
+    /// A user in their private chat with the bot.
+    pub fn private(user_id: i64) -> Self {
+        UserContext {
+            user_id,
+            chat_id: None,
+            chat_type: ChatType::Private,
+            language_code: None,
+            flags: BTreeMap::new(),
+            is_chat_admin: false,
+        }
+    }
+
+    /// A user in a group or supergroup chat.
+    pub fn in_group(user_id: i64, chat_id: i64) -> Self {
+        UserContext {
+            chat_id: Some(chat_id),
+            chat_type: ChatType::Supergroup,
+            ..UserContext::private(user_id)
+        }
+    }
+
+    pub fn language(mut self, code: &str) -> Self {
+        self.language_code = Some(code.to_string());
+        self
+    }
+
+    pub fn flag(mut self, name: &str, value: impl Into<FlagValue>) -> Self {
+        self.flags.insert(name.to_string(), value.into());
+        self
+    }
+
+    pub fn admin(mut self, is_admin: bool) -> Self {
+        self.is_chat_admin = is_admin;
+        self
+    }
+
+    /// The chat whose menu this context is about.
+    pub fn chat(&self) -> i64 {
+        self.chat_id.unwrap_or(self.user_id)
+    }
+
+    /// The user's language normalised to a list language (`pt-br` -> `pt`).
+    pub fn lang(&self) -> Option<Lang> {
+        self.language_code.as_deref().and_then(Lang::from_user_tag)
+    }
+
+    /// True when the flag is set to boolean true; a missing flag counts as false.
+    pub fn is(&self, flag: &str) -> bool {
+        matches!(self.flags.get(flag), Some(FlagValue::Bool(true)))
+    }
+
+    /// This user as the precedence rule sees them.
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            chat_type: self.chat_type,
+            chat_id: self.chat(),
+            user_id: self.user_id,
+            language: self.lang(),
+            is_admin: self.is_chat_admin,
+        }
+    }
+}
+
+/// Why a resolver gave no profile. The engine then uses `default_profile` and reports this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The resolver itself answered with an error.
+    #[error("resolver returned an error: {0}")]
+    Rejected(String),
+    /// The resolver answered a profile the config does not define.
+    #[error("resolver returned unknown profile `{0}`")]
+    UnknownProfile(String),
+    /// The resolver could not run to completion (crash, timeout, resource limit).
+    #[error("resolver failed: {0}")]
+    Failed(String),
+}
+
+/// Decides a user's profile from their context.
+///
+/// Implementations should be pure functions of the context: that is what makes caching their
+/// outputs exact.
+pub trait Resolver: Send + Sync {
+    /// A name for reports (`source` in outputs).
+    fn name(&self) -> &str;
+    fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError>;
+}
+
+/// Gives text for a translation key in a language, or `None` when it has none.
+pub trait Translator: Send + Sync {
+    fn translate(&self, key: &str, language: Lang) -> Option<String>;
+
+    /// Translates many keys in one call; plugins override this to cross the sandbox once.
+    fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
+        keys.iter().map(|k| self.translate(k, language)).collect()
+    }
+}
+
+/// A resolver from a closure, for bots whose rules live in Rust.
+pub struct FnResolver<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> FnResolver<F>
+where
+    F: Fn(&UserContext) -> Result<String, ResolveError> + Send + Sync,
+{
+    pub fn new(name: &str, f: F) -> Self {
+        FnResolver {
+            name: name.to_string(),
+            f,
+        }
+    }
+}
+
+impl<F> Resolver for FnResolver<F>
+where
+    F: Fn(&UserContext) -> Result<String, ResolveError> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
+        (self.f)(ctx)
+    }
+}
+
+/// Everyone gets the same profile.
+pub struct StaticResolver(pub String);
+
+impl Resolver for StaticResolver {
+    fn name(&self) -> &str {
+        "static"
+    }
+    fn resolve(&self, _: &UserContext) -> Result<String, ResolveError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The first rule whose boolean flag is true decides the profile; otherwise `otherwise`.
+/// `FlagRules::tiered()` is the native twin of the `tiered-resolver` example plugin.
+#[derive(Debug, Clone)]
+pub struct FlagRules {
+    rules: Vec<(String, String)>,
+    otherwise: String,
+}
+
+impl FlagRules {
+    pub fn new<'a>(rules: impl IntoIterator<Item = (&'a str, &'a str)>, otherwise: &str) -> Self {
+        FlagRules {
+            rules: rules
+                .into_iter()
+                .map(|(f, p)| (f.to_string(), p.to_string()))
+                .collect(),
+            otherwise: otherwise.to_string(),
+        }
+    }
+
+    /// banned -> banned; admin -> admin; premium -> premium; registered -> user; else guest.
+    pub fn tiered() -> Self {
+        FlagRules::new(
+            [
+                ("banned", "banned"),
+                ("admin", "admin"),
+                ("premium", "premium"),
+                ("registered", "user"),
+            ],
+            "guest",
+        )
+    }
+}
+
+impl Resolver for FlagRules {
+    fn name(&self) -> &str {
+        "flag-rules"
+    }
+    fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
+        let hit = self.rules.iter().find(|(flag, _)| ctx.is(flag));
+        Ok(hit.map(|(_, p)| p).unwrap_or(&self.otherwise).clone())
+    }
+}
+
+/// Translates nothing: descriptions come from the config alone.
+pub struct NoTranslator;
+
+impl Translator for NoTranslator {
+    fn translate(&self, _: &str, _: Lang) -> Option<String> {
+        None
+    }
+}
+
+/// An in-memory catalog: language -> key -> text.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    entries: HashMap<Lang, HashMap<String, String>>,
+}
+
+impl Catalog {
+    pub fn insert(&mut self, language: Lang, key: &str, text: &str) {
+        self.entries
+            .entry(language)
+            .or_default()
+            .insert(key.to_string(), text.to_string());
+    }
+
+    /// Reads `{"es": {"shop.start.desc": "Iniciar"}}`.
+    pub fn from_json(text: &str) -> Result<Catalog, serde_json::Error> {
+        let raw: HashMap<Lang, HashMap<String, String>> = serde_json::from_str(text)?;
+        Ok(Catalog { entries: raw })
+    }
+}
+
+impl Translator for Catalog {
+    fn translate(&self, key: &str, language: Lang) -> Option<String> {
+        self.entries.get(&language)?.get(key).cloned()
+    }
+}
+
+/// Asks each translator in turn; the first answer wins.
+#[derive(Clone, Default)]
+pub struct TranslatorChain(pub Vec<Arc<dyn Translator>>);
+
+impl Translator for TranslatorChain {
+    fn translate(&self, key: &str, language: Lang) -> Option<String> {
+        self.0.iter().find_map(|t| t.translate(key, language))
+    }
+}
+
+impl fmt::Debug for dyn Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Resolver({})", self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiered_rules_follow_the_spec() {
+        let r = FlagRules::tiered();
+        let base = UserContext::private(1);
+        let cases = [
+            (vec![], "guest"),
+            (vec![("registered", true)], "user"),
+            (vec![("registered", true), ("premium", true)], "premium"),
+            (vec![("premium", true), ("admin", true)], "admin"),
+            (vec![("admin", true), ("banned", true)], "banned"),
+            (vec![("admin", false), ("registered", true)], "user"),
+        ];
+        for (flags, expected) in cases {
+            let mut ctx = base.clone();
+            for (f, v) in &flags {
+                ctx = ctx.flag(f, *v);
+            }
+            assert_eq!(r.resolve(&ctx).unwrap(), expected, "{flags:?}");
+        }
+        // Non-boolean values never count as true.
+        assert_eq!(r.resolve(&base.clone().flag("admin", 1)).unwrap(), "guest");
+        assert_eq!(r.resolve(&base.flag("admin", "true")).unwrap(), "guest");
+    }
+
+    #[test]
+    fn cli_flag_values_are_typed() {
+        assert_eq!(FlagValue::parse_cli("true"), FlagValue::Bool(true));
+        assert_eq!(FlagValue::parse_cli("-42"), FlagValue::Int(-42));
+        assert_eq!(FlagValue::parse_cli("gold"), FlagValue::Text("gold".into()));
+    }
+
+    #[test]
+    fn context_json_matches_the_users_file_shape() {
+        let ctx: UserContext = serde_json::from_str(
+            r#"{"user_id":1,"chat_id":-5,"chat_type":"group","language_code":"pt-br","flags":{"registered":true,"level":3,"tier":"gold"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ctx.chat(), -5);
+        assert_eq!(ctx.lang().unwrap().as_str(), "pt");
+        assert!(ctx.is("registered"));
+        assert_eq!(ctx.flags["level"], FlagValue::Int(3));
+        let private: UserContext = serde_json::from_str(r#"{"user_id":9}"#).unwrap();
+        assert_eq!(private.chat(), 9);
+        assert_eq!(private.chat_type, ChatType::Private);
+    }
+
+    #[test]
+    fn chain_takes_the_first_answer() {
+        let en = Lang::parse("en").unwrap();
+        let mut a = Catalog::default();
+        a.insert(en, "k1", "from a");
+        let b = Catalog::from_json(r#"{"en": {"k1": "from b", "k2": "only b"}}"#).unwrap();
+        let chain = TranslatorChain(vec![Arc::new(a), Arc::new(b)]);
+        assert_eq!(chain.translate("k1", en).as_deref(), Some("from a"));
+        assert_eq!(chain.translate("k2", en).as_deref(), Some("only b"));
+        assert_eq!(
+            chain.translate_batch(&["k2", "k3"], en),
+            vec![Some("only b".to_string()), None]
+        );
+    }
+}
