@@ -102,8 +102,8 @@ impl ManagerBuilder {
 
     pub fn build(self, api: Arc<dyn BotApi>) -> CommandManager {
         let menus = MenuTable::build(&self.config, self.translator.as_ref());
-        for note in menus.notes() {
-            tracing::warn!(config = %self.config.source, "{note}");
+        for warning in menus.warnings() {
+            tracing::warn!(config = %self.config.source, "{warning}");
         }
         let plan = Plan::build(&self.config, &menus);
         CommandManager {

@@ -150,6 +150,42 @@ impl MenuTable {
     pub fn notes(&self) -> &[MenuNote] {
         &self.notes
     }
+
+    /// The notes as operator warnings: missing translations grouped per language and
+    /// fallback, so a language without a translator is one line, not one per command.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut missing: Vec<((Lang, Fallback), Vec<&str>)> = Vec::new();
+        let mut out = Vec::new();
+        for note in &self.notes {
+            match note {
+                MenuNote::MissingTranslation {
+                    command,
+                    language,
+                    used,
+                    ..
+                } => {
+                    let group = (*language, *used);
+                    match missing.iter_mut().find(|(g, _)| *g == group) {
+                        Some((_, commands)) => commands.push(command),
+                        None => missing.push((group, vec![command])),
+                    }
+                }
+                MenuNote::Truncated { .. } => out.push(note.to_string()),
+            }
+        }
+        for ((language, used), commands) in missing {
+            let shown = match used {
+                Fallback::FallbackLanguage(l) => format!("the `{l}` description"),
+                Fallback::TitleCase => "the Title Cased name".to_string(),
+            };
+            let list: Vec<String> = commands.iter().map(|c| format!("/{c}")).collect();
+            out.push(format!(
+                "no `{language}` description (inline or from a translator) for {}; showing {shown}",
+                list.join(", ")
+            ));
+        }
+        out
+    }
 }
 
 struct Builder<'a> {
@@ -294,6 +330,15 @@ include = ["start", "my_orders", "help"]
         );
         // en: my_orders missing; es: my_orders, help; ru: help. start is complete everywhere.
         assert_eq!(missing.len(), 4, "{missing:#?}");
+        assert_eq!(
+            table.warnings(),
+            [
+                "no `en` description (inline or from a translator) for /my_orders; showing the Title Cased name",
+                "no `ru` description (inline or from a translator) for /help; showing the `en` description",
+                "no `es` description (inline or from a translator) for /my_orders; showing the Title Cased name",
+                "no `es` description (inline or from a translator) for /help; showing the `en` description",
+            ]
+        );
     }
 
     #[test]

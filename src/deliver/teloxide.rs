@@ -70,6 +70,11 @@ fn scope(scope: &Scope) -> BotCommandScope {
 fn classify(err: RequestError) -> ApiError {
     match err {
         RequestError::RetryAfter(secs) => ApiError::RetryAfter(secs.duration()),
+        // teloxide renames Telegram's "Unauthorized" / "Not Found" for a bad token.
+        RequestError::Api(teloxide_core::ApiError::InvalidToken) => ApiError::Api {
+            code: Some(401),
+            description: "Unauthorized: invalid bot token".to_string(),
+        },
         RequestError::Api(api) => {
             let description = match api {
                 teloxide_core::ApiError::Unknown(text) => text,

@@ -249,11 +249,22 @@ fn status_word(status: &Status) -> String {
 
 fn print_report(report: &SetupReport) {
     for ListOutcome { key, status } in &report.lists {
-        println!("{:<10} {key}", status_word(status));
+        println!("{key}: {}", status_word(status));
     }
-    println!("{:<10} menu button", status_word(&report.menu_button));
-    let failed = report.failures().count() + usize::from(report.menu_button.is_failed());
-    println!("{} lists, {failed} failed", report.lists.len());
+    println!("menu button: {}", status_word(&report.menu_button));
+    let count = |want: fn(&Status) -> bool| report.lists.iter().filter(|l| want(&l.status)).count();
+    println!(
+        "{} lists: {} set, {} unchanged, {} failed; menu button {}",
+        report.lists.len(),
+        count(|s| *s == Status::Set),
+        count(|s| *s == Status::Unchanged),
+        count(Status::is_failed),
+        if report.menu_button.is_failed() {
+            "failed"
+        } else {
+            "set"
+        }
+    );
 }
 
 /// The example shop bot, embedded so the demo needs no files.

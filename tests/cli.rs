@@ -1,0 +1,220 @@
+//! The `cmdscope` binary as an operator runs it: exit codes, output shapes, and a real
+//! emulator process on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmdscope");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("CMDSCOPE_BOT_TOKEN")
+        .output()
+        .expect("cmdscope runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `cmdscope emulator` on a free port; killed on drop.
+struct EmulatorProcess {
+    child: Child,
+    url: String,
+}
+
+impl EmulatorProcess {
+    fn start(extra: &[&str]) -> EmulatorProcess {
+        let mut child = Command::new(BIN)
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        EmulatorProcess { child, url }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn check_accepts_the_example() {
+    let out = run(&["check", "--config", EXAMPLE]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("ok (11 commands, 7 profiles, 4 scopes"));
+}
+
+#[test]
+fn check_prints_one_error_per_line_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+languages = ["en", "english"]
+default_profile = "guest"
+[commands.Start]
+descriptions = { en = "Start" }
+[commands.help]
+descriptions = { en = "" }
+[profiles.guest]
+include = ["help", "stat"]
+[[scopes]]
+scope = "chat"
+profile = "guest"
+"#,
+    )
+    .unwrap();
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    for path_expected in [
+        "languages[1]",
+        "commands.Start",
+        "commands.help.descriptions.en",
+        "profiles.guest.include[1]",
+        "scopes[0].chat_id",
+    ] {
+        let hits = lines
+            .iter()
+            .filter(|l| l.contains(&format!(": {path_expected}: ")))
+            .count();
+        assert_eq!(hits, 1, "{path_expected} in:\n{text}");
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("error: ") && l.contains("bad.toml")),
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| l.contains("(fix: ")), "{text}");
+
+    let missing = run(&["check", "--config", "/nonexistent/bot.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stdout(&missing).contains("cannot read the file"));
+}
+
+#[test]
+fn plan_json_has_the_bot_api_shape() {
+    let out = run(&["plan", "--config", EXAMPLE, "--format", "json"]);
+    assert!(out.status.success());
+    let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let lists = plan["lists"].as_array().unwrap();
+    assert_eq!(lists.len(), 16);
+    assert_eq!(plan["menu_button"], serde_json::json!({"type": "commands"}));
+    let first = &lists[0];
+    assert_eq!(first["scope"], serde_json::json!({"type": "default"}));
+    assert_eq!(first["language_code"], "en");
+    assert_eq!(
+        first["commands"][0],
+        serde_json::json!({"command": "start", "description": "Start the bot"})
+    );
+    assert_eq!(lists[3]["language_code"], Value::Null);
+    let table = run(&["plan", "--config", EXAMPLE]);
+    assert!(stdout(&table).contains("all_chat_administrators [ru]  (profile group_admin)"));
+}
+
+#[test]
+fn apply_sets_every_list_on_an_emulator_process() {
+    let emulator = EmulatorProcess::start(&[]);
+    let out = run(&[
+        "apply",
+        "--config",
+        EXAMPLE,
+        "--token",
+        "99:secret-token",
+        "--api-url",
+        &emulator.url,
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("16 lists: 16 set, 0 unchanged, 0 failed; menu button set"),
+        "{text}"
+    );
+    assert_eq!(
+        emulator.get("_emulator/lists")["lists"]
+            .as_array()
+            .unwrap()
+            .len(),
+        16
+    );
+    assert_eq!(emulator.get("_emulator/calls")["total"], 17);
+    let shown = emulator.get(
+        "_emulator/effective?chat_type=group&chat_id=-1&user_id=3&is_admin=true&language_code=ru",
+    );
+    assert_eq!(shown["commands"][2]["command"], "stats");
+
+    let dry = run(&["apply", "--config", EXAMPLE, "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(stdout(&dry).contains("dry run: no Bot API call made"));
+    assert_eq!(emulator.get("_emulator/calls")["total"], 17);
+}
+
+#[test]
+fn apply_reports_failures_without_leaking_the_token() {
+    let emulator = EmulatorProcess::start(&["--token", "1:expected"]);
+    let out = run(&[
+        "apply",
+        "--config",
+        EXAMPLE,
+        "--token",
+        "2:wrong-secret",
+        "--api-url",
+        &emulator.url,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("Unauthorized"), "{all}");
+    assert!(
+        all.contains("16 lists: 0 set, 0 unchanged, 16 failed; menu button failed"),
+        "{all}"
+    );
+    assert!(!all.contains("wrong-secret"), "token leaked:\n{all}");
+
+    let no_token = run(&["apply", "--config", EXAMPLE, "--api-url", &emulator.url]);
+    assert_eq!(no_token.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("--token"));
+}
+
+#[test]
+fn demo_runs_with_nothing_but_the_binary() {
+    let out = run(&["demo"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("same users again: 0 Bot API calls"), "{text}");
+    assert!(!text.contains("MISMATCH"), "{text}");
+    assert!(text.contains("/appeal"), "{text}");
+}
