@@ -7,6 +7,7 @@ pub mod config;
 pub mod deliver;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod engine;
 pub mod limits;
 pub mod manager;
 pub mod menu;
@@ -17,7 +18,9 @@ pub mod sync;
 
 pub use config::Config;
 pub use deliver::{ApiError, BotApi};
-pub use manager::{CommandManager, Resolution, SetupReport, Status, UserOutcome};
+pub use engine::{Engine, Resolution};
+pub use manager::{CommandManager, SetupReport, Status, UserOutcome};
 pub use menu::{BotCommand, Menu};
 pub use resolve::{FlagValue, Resolver, Translator, UserContext};
 pub use scope::{ChatType, Lang, ListKey, Scope};
+pub mod plugin;

@@ -7,23 +7,12 @@ use std::sync::Arc;
 
 use crate::config::{Config, MenuButton};
 use crate::deliver::{ApiError, BotApi};
-use crate::menu::{Fingerprint, Menu, MenuNote, MenuTable};
+pub use crate::engine::{Engine, EngineBuilder, Resolution};
+use crate::menu::{Fingerprint, Menu};
 use crate::plan::{Plan, override_key};
-use crate::resolve::{
-    NoTranslator, ResolveError, Resolver, StaticResolver, Translator, UserContext,
-};
+use crate::resolve::UserContext;
 use crate::scope::ListKey;
 use crate::sync::{AppliedState, Op, diff};
-
-/// Which profile a user got, from where, and why not the resolver's answer if it failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolution {
-    pub profile: String,
-    /// The resolver's name.
-    pub source: String,
-    /// Set when the resolver failed and `default_profile` was used instead.
-    pub error: Option<ResolveError>,
-}
 
 /// What happened to one list.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,47 +71,9 @@ impl SetupReport {
     }
 }
 
-/// Builds a [`CommandManager`].
-pub struct ManagerBuilder {
-    config: Config,
-    resolver: Arc<dyn Resolver>,
-    translator: Arc<dyn Translator>,
-}
-
-impl ManagerBuilder {
-    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
-        self.resolver = resolver;
-        self
-    }
-
-    pub fn translator(mut self, translator: Arc<dyn Translator>) -> Self {
-        self.translator = translator;
-        self
-    }
-
-    pub fn build(self, api: Arc<dyn BotApi>) -> CommandManager {
-        let menus = MenuTable::build(&self.config, self.translator.as_ref());
-        for warning in menus.warnings() {
-            tracing::warn!(config = %self.config.source, "{warning}");
-        }
-        let plan = Plan::build(&self.config, &menus);
-        CommandManager {
-            config: Arc::new(self.config),
-            menus: Arc::new(menus),
-            plan: Arc::new(plan),
-            resolver: self.resolver,
-            api,
-            state: AppliedState::new(),
-        }
-    }
-}
-
 /// Keeps a bot's command menus right: the configured scopes and each user's own.
 pub struct CommandManager {
-    config: Arc<Config>,
-    menus: Arc<MenuTable>,
-    plan: Arc<Plan>,
-    resolver: Arc<dyn Resolver>,
+    engine: Arc<Engine>,
     api: Arc<dyn BotApi>,
     state: AppliedState,
 }
@@ -130,91 +81,63 @@ pub struct CommandManager {
 impl CommandManager {
     /// Starts a builder. Without a resolver everyone gets `default_profile`; without a
     /// translator descriptions come from the config alone.
-    pub fn builder(config: Config) -> ManagerBuilder {
-        let default = config.default_profile.clone();
-        ManagerBuilder {
-            config,
-            resolver: Arc::new(StaticResolver(default)),
-            translator: Arc::new(NoTranslator),
+    pub fn builder(config: Config) -> EngineBuilder {
+        Engine::builder(config)
+    }
+
+    pub fn new(engine: Arc<Engine>, api: Arc<dyn BotApi>) -> CommandManager {
+        CommandManager {
+            engine,
+            api,
+            state: AppliedState::new(),
         }
     }
 
+    /// Config, menus, plan and resolver: everything that needs no Bot API.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     pub fn config(&self) -> &Config {
-        &self.config
+        self.engine.config()
     }
 
     pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
-    /// Missing or shortened translations met while building the menus.
-    pub fn notes(&self) -> &[MenuNote] {
-        self.menus.notes()
+        self.engine.plan()
     }
 
     pub fn applied_state(&self) -> &AppliedState {
         &self.state
     }
 
-    /// The user's profile. A resolver error or unknown profile falls back to `default_profile`
-    /// and is reported in the resolution (and logged).
-    pub fn resolve(&self, ctx: &UserContext) -> Resolution {
-        let source = self.resolver.name().to_string();
-        let error = match self.resolver.resolve(ctx) {
-            Ok(profile) if self.config.profiles.contains_key(&profile) => {
-                return Resolution {
-                    profile,
-                    source,
-                    error: None,
-                };
-            }
-            Ok(unknown) => ResolveError::UnknownProfile(unknown),
-            Err(e) => e,
-        };
-        tracing::warn!(resolver = %source, user_id = ctx.user_id, "{error}; using default profile `{}`", self.config.default_profile);
-        Resolution {
-            profile: self.config.default_profile.clone(),
-            source,
-            error: Some(error),
-        }
-    }
-
-    /// The menu this user should see, in their language (or the fallback language).
-    pub fn menu_for(&self, ctx: &UserContext) -> (Resolution, Menu) {
-        let resolution = self.resolve(ctx);
-        let lang = self.config.menu_language(ctx.lang());
-        let menu = self
-            .menus
-            .get(&resolution.profile, lang)
-            .expect("every profile is built in every configured language")
-            .clone();
-        (resolution, menu)
-    }
-
     /// Applies every configured list and the menu button. Lists Telegram already has (as far
     /// as this manager knows) are not sent again; one failing list does not stop the rest.
     pub async fn setup_all(&self) -> SetupReport {
-        let mut lists = Vec::with_capacity(self.plan.lists.len());
-        for planned in &self.plan.lists {
+        let plan = self.engine.plan();
+        let mut lists = Vec::with_capacity(plan.lists.len());
+        for planned in &plan.lists {
             let status = self.bring(&planned.key, Some(&planned.commands)).await;
             lists.push(ListOutcome {
                 key: planned.key.clone(),
                 status,
             });
         }
-        let menu_button = self.set_menu_button(self.plan.menu_button).await;
+        let menu_button = self.set_menu_button(plan.menu_button).await;
         SetupReport { lists, menu_button }
     }
 
     /// Resolves the user's profile and makes their chat show its menu: an override of their
     /// own when their menu differs from the inherited one, none when it does not.
     pub async fn update_user(&self, ctx: &UserContext) -> UserOutcome {
-        let (resolution, menu) = self.menu_for(ctx);
-        let target = self.plan.user_target(&ctx.viewer(), &menu);
+        let resolution = self.engine.resolve_async(ctx).await;
+        let menu = self.engine.menu_of(&resolution.profile, ctx);
+        let plan = self.engine.plan();
+        let target = plan.user_target(&ctx.viewer(), &menu);
+        // An override is the user's own list, not a configured list at the same key.
         let has_override = target
             .desired
             .as_ref()
-            .is_some_and(|d| self.plan.get(&target.key).is_none_or(|c| c.commands != *d));
+            .is_some_and(|d| plan.get(&target.key).is_none_or(|c| c.commands != *d));
         let status = self.bring(&target.key, target.desired.as_ref()).await;
         UserOutcome {
             user_id: ctx.user_id,
@@ -232,11 +155,11 @@ impl CommandManager {
     pub async fn clear_user(&self, ctx: &UserContext) -> Vec<ListOutcome> {
         let base = override_key(&ctx.viewer());
         let keys = std::iter::once(None)
-            .chain(self.config.languages.iter().copied().map(Some))
+            .chain(self.config().languages.iter().copied().map(Some))
             .map(|lang| ListKey::new(base.scope.clone(), lang));
         let mut out = Vec::new();
         for key in keys {
-            let status = match self.plan.get(&key) {
+            let status = match self.engine.plan().get(&key) {
                 Some(configured) => self.bring(&key, Some(&configured.commands)).await,
                 None => self.send(&key, Op::Delete).await,
             };

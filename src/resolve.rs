@@ -164,6 +164,12 @@ pub trait Resolver: Send + Sync {
     /// A name for reports (`source` in outputs).
     fn name(&self) -> &str;
     fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError>;
+
+    /// Whether a call may take long enough (up to its sandbox deadline) that async callers
+    /// should run it off the runtime's worker threads.
+    fn may_block(&self) -> bool {
+        false
+    }
 }
 
 /// Gives text for a translation key in a language, or `None` when it has none.

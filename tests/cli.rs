@@ -68,7 +68,7 @@ impl Drop for EmulatorProcess {
 fn check_accepts_the_example() {
     let out = run(&["check", "--config", EXAMPLE]);
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("ok (11 commands, 7 profiles, 4 scopes"));
+    assert!(stdout(&out).contains("ok (11 commands, 5 profiles, 4 scopes"));
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn plan_json_has_the_bot_api_shape() {
     );
     assert_eq!(lists[3]["language_code"], Value::Null);
     let table = run(&["plan", "--config", EXAMPLE]);
-    assert!(stdout(&table).contains("all_chat_administrators [ru]  (profile group_admin)"));
+    assert!(stdout(&table).contains("all_chat_administrators [ru]  (profile admin)"));
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn apply_sets_every_list_on_an_emulator_process() {
     let shown = emulator.get(
         "_emulator/effective?chat_type=group&chat_id=-1&user_id=3&is_admin=true&language_code=ru",
     );
-    assert_eq!(shown["commands"][2]["command"], "stats");
+    assert_eq!(shown["commands"][7]["command"], "stats");
 
     let dry = run(&["apply", "--config", EXAMPLE, "--dry-run"]);
     assert!(dry.status.success());

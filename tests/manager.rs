@@ -8,16 +8,18 @@ use std::sync::Arc;
 use cmdscope::deliver::ApiError;
 use cmdscope::emulator::{Fault, RunningEmulator};
 use cmdscope::manager::Status;
-use cmdscope::resolve::{FlagRules, FnResolver, ResolveError};
+use cmdscope::resolve::{FnResolver, ResolveError};
 use cmdscope::scope::ChatRef;
 use cmdscope::{BotApi, BotCommand, CommandManager, Lang, ListKey, Scope, UserContext};
 
-use common::{api, emulator, shop_catalog, shop_config};
+use common::{api, emulator, shop_config, shop_plugins};
 
+/// The example config with its example plugins (real wasm components).
 fn manager(running: &RunningEmulator) -> CommandManager {
+    let (resolver, translator) = shop_plugins();
     CommandManager::builder(shop_config())
-        .resolver(Arc::new(FlagRules::tiered()))
-        .translator(Arc::new(shop_catalog()))
+        .resolver(resolver)
+        .translator(translator)
         .build(api(running))
 }
 
@@ -210,7 +212,17 @@ async fn group_members_get_chat_member_overrides() {
     assert_eq!(names(&shown(&running, &banned)), ["appeal", "help"]);
     // Another member of the same group still sees the group menu.
     let other = UserContext::in_group(41, -700).language("ru");
-    assert_eq!(names(&shown(&running, &other)), ["help", "catalog"]);
+    assert_eq!(
+        names(&shown(&running, &other)),
+        ["start", "help", "catalog"]
+    );
+    // A chat admin with the admin flag inherits all_chat_administrators: no override.
+    let admin = UserContext::in_group(42, -700)
+        .language("ru")
+        .admin(true)
+        .flag("admin", true);
+    assert_eq!(m.update_user(&admin).await.status, Status::Unchanged);
+    assert!(names(&shown(&running, &admin)).contains(&"ban"));
     // The same user in their private chat is unaffected.
     assert_eq!(
         names(&shown(&running, &UserContext::private(40))),

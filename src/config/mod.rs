@@ -13,7 +13,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -37,6 +39,43 @@ pub struct Config {
     pub profiles: IndexMap<String, Profile>,
     pub scopes: Vec<ScopeSpec>,
     pub menu_button: MenuButton,
+    /// The resolver plugin to use, by its name; `None`: the library user supplies one.
+    pub resolver: Option<String>,
+    /// Translator plugins by name, asked in order; the first answer wins.
+    pub translators: Vec<String>,
+    /// `[plugins.<name>]` tables, values as text (strings as-is, others as JSON).
+    pub plugin_settings: BTreeMap<String, BTreeMap<String, String>>,
+    pub sandbox: SandboxLimits,
+}
+
+/// Bounds every plugin call runs within (`[sandbox]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Wall time one call may take before it is interrupted.
+    pub timeout: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Largest answer accepted (a profile name, or one translation).
+    pub max_output_bytes: usize,
+    /// Consecutive crashes (trap, timeout, limit, oversized answer) before quarantine.
+    pub failure_threshold: u32,
+    /// How long a quarantined plugin is skipped before one probe call.
+    pub cooldown: Duration,
+    /// Reuse instances between calls (a trapped one never is); `false` instantiates per call.
+    pub reuse_instances: bool,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            timeout: Duration::from_millis(20),
+            memory_bytes: 16 << 20,
+            max_output_bytes: 64 << 10,
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+            reuse_instances: true,
+        }
+    }
 }
 
 /// One command as configured.

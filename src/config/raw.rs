@@ -19,6 +19,24 @@ pub(super) struct RawConfig {
     pub profiles: IndexMap<String, RawProfile>,
     pub scopes: Vec<RawScope>,
     pub menu_button: Option<MenuButton>,
+    /// The resolver plugin's name.
+    pub resolver: Option<String>,
+    /// Translator plugins' names, asked in order.
+    pub translators: Vec<String>,
+    /// Per-plugin settings: `[plugins.<name>]`.
+    pub plugins: IndexMap<String, IndexMap<String, serde_json::Value>>,
+    pub sandbox: RawSandbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawSandbox {
+    pub timeout_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub max_output_kib: Option<u64>,
+    pub failure_threshold: Option<u32>,
+    pub cooldown_s: Option<u64>,
+    pub reuse_instances: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +77,18 @@ const TOP_KEYS: &[&str] = &[
     "profiles",
     "scopes",
     "menu_button",
+    "resolver",
+    "translators",
+    "plugins",
+    "sandbox",
+];
+const SANDBOX_KEYS: &[&str] = &[
+    "timeout_ms",
+    "memory_mib",
+    "max_output_kib",
+    "failure_threshold",
+    "cooldown_s",
+    "reuse_instances",
 ];
 const COMMAND_KEYS: &[&str] = &["descriptions", "i18n_key", "tags"];
 const PROFILE_KEYS: &[&str] = &["include", "exclude", "extends"];
@@ -127,6 +157,7 @@ fn unknown_key(file: &str, segments: &[Segment]) -> Diagnostic {
         [Segment::Key(t), _, _] if t == "commands" => COMMAND_KEYS,
         [Segment::Key(t), _, _] if t == "profiles" => PROFILE_KEYS,
         [Segment::Key(t), Segment::Index(_), _] if t == "scopes" => SCOPE_KEYS,
+        [Segment::Key(t), _] if t == "sandbox" => SANDBOX_KEYS,
         _ => &[],
     };
     let fix = match suggest(key, known.iter().copied()) {

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use indexmap::IndexMap;
 
 use super::diagnostic::{Diagnostic, join, suggest};
-use super::raw::{RawConfig, RawProfile, RawScope};
-use super::{CommandSpec, Config, ConfigErrors, Loaded, MenuButton, Profile, ScopeSpec};
+use super::raw::{RawConfig, RawProfile, RawSandbox, RawScope};
+use super::{
+    CommandSpec, Config, ConfigErrors, Loaded, MenuButton, Profile, SandboxLimits, ScopeSpec,
+};
 use crate::limits::{self, MAX_COMMANDS};
 use crate::scope::{ChatRef, Lang, ListKey, ScopeKind};
 
@@ -68,6 +70,27 @@ pub(super) fn validate(
     let default_profile = default_profile(&raw, &profiles, &mut r);
     let scopes = scopes(&raw.scopes, &languages, &profiles, &mut r);
     warn_empty_profiles(&profiles, &mut r);
+    let sandbox = sandbox(&raw.sandbox, &mut r);
+    let plugin_settings = plugin_settings(&raw, &mut r);
+    for (path, name) in raw
+        .resolver
+        .iter()
+        .map(|n| ("resolver".to_string(), n))
+        .chain(
+            raw.translators
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("translators[{i}]"), n)),
+        )
+    {
+        if name.trim().is_empty() {
+            r.error(
+                path,
+                "the plugin name is empty",
+                "name a plugin as its `info` reports it, or remove the entry",
+            );
+        }
+    }
 
     if !r.errors.is_empty() {
         return Err(ConfigErrors(r.errors));
@@ -83,6 +106,10 @@ pub(super) fn validate(
             profiles,
             scopes,
             menu_button: raw.menu_button.unwrap_or(MenuButton::Commands),
+            resolver: raw.resolver.clone(),
+            translators: raw.translators.clone(),
+            plugin_settings,
+            sandbox,
         },
         warnings: r.warnings,
     })
@@ -542,4 +569,76 @@ fn warn_empty_profiles(profiles: &IndexMap<String, Profile>, r: &mut Report) {
             "include at least one command (e.g. `help`) if these users must not see other commands",
         );
     }
+}
+
+/// `[sandbox]`: each bound within a range where the host stays safe and plugins stay usable.
+fn sandbox(raw: &RawSandbox, r: &mut Report) -> SandboxLimits {
+    let mut limits = SandboxLimits::default();
+    let mut bounded =
+        |key: &str, value: Option<u64>, min: u64, max: u64, unit: &str| -> Option<u64> {
+            let v = value?;
+            if (min..=max).contains(&v) {
+                Some(v)
+            } else {
+                r.error(
+                    format!("sandbox.{key}"),
+                    format!("{v} {unit} is out of range"),
+                    format!("use {min} to {max} {unit}"),
+                );
+                None
+            }
+        };
+    if let Some(ms) = bounded("timeout_ms", raw.timeout_ms, 1, 10_000, "ms") {
+        limits.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(mib) = bounded("memory_mib", raw.memory_mib, 1, 4096, "MiB") {
+        limits.memory_bytes = (mib as usize) << 20;
+    }
+    if let Some(kib) = bounded("max_output_kib", raw.max_output_kib, 1, 4096, "KiB") {
+        limits.max_output_bytes = (kib as usize) << 10;
+    }
+    if let Some(n) = bounded(
+        "failure_threshold",
+        raw.failure_threshold.map(u64::from),
+        1,
+        1000,
+        "failures",
+    ) {
+        limits.failure_threshold = n as u32;
+    }
+    if let Some(s) = bounded("cooldown_s", raw.cooldown_s, 0, 86_400, "s") {
+        limits.cooldown = std::time::Duration::from_secs(s);
+    }
+    if let Some(reuse) = raw.reuse_instances {
+        limits.reuse_instances = reuse;
+    }
+    limits
+}
+
+/// `[plugins.<name>]` values as plugins read them: strings as-is, other values as JSON text.
+fn plugin_settings(
+    raw: &RawConfig,
+    r: &mut Report,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (plugin, table) in &raw.plugins {
+        let mut settings = std::collections::BTreeMap::new();
+        for (key, value) in table {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => {
+                    r.error(
+                        join(&join("plugins", plugin), key),
+                        "a setting cannot be null",
+                        "give it a value or remove it",
+                    );
+                    continue;
+                }
+                other => other.to_string(),
+            };
+            settings.insert(key.clone(), text);
+        }
+        out.insert(plugin.clone(), settings);
+    }
+    out
 }

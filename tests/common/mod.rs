@@ -35,8 +35,24 @@ pub fn shop_config() -> Config {
     .config
 }
 
-pub fn shop_catalog() -> cmdscope::resolve::Catalog {
-    cmdscope::resolve::Catalog::from_json(include_str!("../../examples/shop.i18n.json")).unwrap()
+/// The example plugins, loaded into a sandbox: `tiered-resolver` and `shop-translator`.
+pub fn shop_plugins() -> (Arc<dyn cmdscope::Resolver>, Arc<dyn cmdscope::Translator>) {
+    use cmdscope::plugin::{Plugin, PluginHost, PluginSettings, SandboxLimits};
+    let host = PluginHost::new(SandboxLimits::default()).unwrap();
+    let settings = PluginSettings::new();
+    let Plugin::Resolver(resolver) = host
+        .load_file(&plugin_path("tiered-resolver"), &settings)
+        .unwrap()
+    else {
+        panic!("tiered-resolver is a resolver")
+    };
+    let Plugin::Translator(translator) = host
+        .load_file(&plugin_path("shop-translator"), &settings)
+        .unwrap()
+    else {
+        panic!("shop-translator is a translator")
+    };
+    (resolver, translator)
 }
 
 /// `GET` a control endpoint and parse its JSON.
@@ -47,4 +63,14 @@ pub async fn get_json(running: &RunningEmulator, path: &str) -> serde_json::Valu
         .json()
         .await
         .unwrap()
+}
+
+/// A plugin built by the build script (`plugins/` and `tests/plugins/`), by crate name.
+pub fn plugin_path(crate_name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CMDSCOPE_PLUGIN_DIR"))
+        .join(format!("{}.wasm", crate_name.replace('-', "_")))
+}
+
+pub fn plugin_bytes(crate_name: &str) -> Vec<u8> {
+    std::fs::read(plugin_path(crate_name)).expect("the build script built this plugin")
 }

@@ -4,13 +4,34 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cmdscope::config::{Config, Format};
 use cmdscope::deliver::TeloxideApi;
 use cmdscope::emulator::Emulator;
 use cmdscope::manager::{Status, UserOutcome};
-use cmdscope::resolve::{FnResolver, Resolver, UserContext};
+use cmdscope::resolve::UserContext;
 use cmdscope::{ChatType, CommandManager};
 
-use super::{example, print_commands};
+use super::{print_commands, with_plugins};
+
+/// The example, embedded so the demo needs no files: config and the two example plugins
+/// (built from `plugins/` by the build script).
+const EXAMPLE_CONFIG: &str = include_str!("../../../examples/shop.toml");
+const EXAMPLE_PLUGINS: [(&str, &[u8]); 2] = [
+    (
+        "tiered_resolver.wasm",
+        include_bytes!(concat!(
+            env!("CMDSCOPE_PLUGIN_DIR"),
+            "/tiered_resolver.wasm"
+        )),
+    ),
+    (
+        "shop_translator.wasm",
+        include_bytes!(concat!(
+            env!("CMDSCOPE_PLUGIN_DIR"),
+            "/shop_translator.wasm"
+        )),
+    ),
+];
 
 /// A token of the right shape; the emulator accepts it, Telegram never sees it.
 const DEMO_TOKEN: &str = "123456:demo-token-for-the-embedded-emulator";
@@ -38,28 +59,12 @@ fn sample_users() -> Vec<UserContext> {
         UserContext::in_group(1007, -100_200).language("en"),
         UserContext::in_group(1008, -100_200)
             .language("ru")
-            .admin(true),
+            .admin(true)
+            .flag("admin", true),
         UserContext::in_group(1009, -100_200)
             .language("en")
             .flag("banned", true),
     ]
-}
-
-/// The example's rules: in groups, the group menus (banned users get theirs everywhere);
-/// in private chats, the tiered flags.
-fn shop_resolver() -> impl Resolver {
-    let tiered = cmdscope::resolve::FlagRules::tiered();
-    FnResolver::new("shop-rules", move |ctx: &UserContext| {
-        if ctx.chat_type != ChatType::Private && !ctx.is("banned") {
-            return Ok(if ctx.is_chat_admin {
-                "group_admin"
-            } else {
-                "group"
-            }
-            .to_string());
-        }
-        tiered.resolve(ctx)
-    })
 }
 
 fn describe(ctx: &UserContext) -> String {
@@ -91,7 +96,14 @@ fn action(outcome: &UserOutcome) -> String {
 }
 
 pub(crate) async fn run() -> anyhow::Result<ExitCode> {
-    let (config, catalog, _) = example()?;
+    let config = Config::parse(EXAMPLE_CONFIG, Format::Toml, "examples/shop.toml")
+        .map_err(|e| anyhow::anyhow!("embedded example config is invalid:\n{e}"))?
+        .config;
+    // Plugins arrive as files in a folder, as an operator would drop them.
+    let plugin_dir = tempfile::tempdir()?;
+    for (file, bytes) in EXAMPLE_PLUGINS {
+        std::fs::write(plugin_dir.path().join(file), bytes)?;
+    }
     let running = Emulator::new()
         .require_token(DEMO_TOKEN)
         .start("127.0.0.1:0".parse()?)
@@ -102,16 +114,15 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
         running.url()
     );
     println!(
-        "config: examples/shop.toml ({} commands, {} profiles, languages en, ru, es)\n",
+        "config: examples/shop.toml ({} commands, {} profiles, languages en, ru, es)",
         config.commands.len(),
         config.profiles.len()
     );
+    let engine = with_plugins(config, Some(plugin_dir.path()))?.engine();
+    println!("plugins: tiered-resolver and shop-translator, sandboxed WebAssembly components\n");
 
     let api = TeloxideApi::with_api_url(DEMO_TOKEN, &running.url())?;
-    let manager = CommandManager::builder(config)
-        .resolver(Arc::new(shop_resolver()))
-        .translator(Arc::new(catalog))
-        .build(Arc::new(api));
+    let manager = CommandManager::new(Arc::new(engine), Arc::new(api));
 
     let report = manager.setup_all().await;
     let set = report

@@ -1,23 +1,25 @@
-//! The `cmdscope` command-line tool. Only this file knows output formats (tables, JSON lines);
+//! The `cmdscope` command-line tool. Only this binary knows output formats (tables, JSON);
 //! the library returns typed values.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use cmdscope::config::{Config, ConfigErrors, Loaded};
+use cmdscope::config::{Config, Loaded};
 use cmdscope::deliver::TeloxideApi;
 use cmdscope::emulator::Emulator;
+use cmdscope::engine::EngineBuilder;
 use cmdscope::manager::{ListOutcome, SetupReport, Status};
-use cmdscope::menu::MenuTable;
 use cmdscope::plan::Plan;
-use cmdscope::resolve::{Catalog, FlagRules, NoTranslator};
+use cmdscope::plugin::{PluginHost, PluginSet};
+use cmdscope::resolve::TranslatorChain;
 use cmdscope::{BotCommand, CommandManager};
 
 mod demo;
+mod plugins;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,9 @@ enum Command {
     Plan {
         #[arg(long)]
         config: PathBuf,
+        /// Folder of `.wasm` plugins (for the translators the config names).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
@@ -48,6 +53,8 @@ enum Command {
     Apply {
         #[arg(long)]
         config: PathBuf,
+        #[arg(long)]
+        plugins: Option<PathBuf>,
         /// Bot token (or set CMDSCOPE_BOT_TOKEN). Never printed.
         #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -58,7 +65,15 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// The main job on an embedded default: an in-process emulator, the example config, sample users.
+    /// Resolve one user's profile and menu through the configured plugins.
+    Resolve(plugins::ResolveArgs),
+    /// Inspect plugin files.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
+    },
+    /// The main job on an embedded default: an in-process emulator, the example config and
+    /// plugins, sample users.
     Demo,
     /// Run the Bot API emulator on loopback until Ctrl-C.
     Emulator {
@@ -70,8 +85,8 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
     Json,
     Table,
 }
@@ -98,15 +113,21 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { config } => Ok(check(&config)),
-        Command::Plan { config, format } => {
+        Command::Plan {
+            config,
+            plugins,
+            format,
+        } => {
             let Some(loaded) = load_or_print(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
-            print_plan(&plan_of(&loaded.config), format)?;
+            let engine = with_plugins(loaded.config, plugins.as_deref())?.engine();
+            print_plan(engine.plan(), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Apply {
             config,
+            plugins,
             token,
             api_url,
             dry_run,
@@ -114,8 +135,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Some(loaded) = load_or_print(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
+            let engine = Arc::new(with_plugins(loaded.config, plugins.as_deref())?.engine());
             if dry_run {
-                print_plan(&plan_of(&loaded.config), OutputFormat::Table)?;
+                print_plan(engine.plan(), OutputFormat::Table)?;
                 println!("dry run: no Bot API call made");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -123,7 +145,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 anyhow::anyhow!("--token (or CMDSCOPE_BOT_TOKEN) is required unless --dry-run")
             })?;
             let api = TeloxideApi::with_api_url(&token, &api_url)?;
-            let manager = CommandManager::builder(loaded.config).build(Arc::new(api));
+            let manager = CommandManager::new(engine, Arc::new(api));
             let report = manager.setup_all().await;
             print_report(&report);
             Ok(if report.is_complete() {
@@ -132,6 +154,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Resolve(args) => plugins::resolve(args).await,
+        Command::Plugins { command } => plugins::run(command),
         Command::Demo => demo::run().await,
         Command::Emulator { listen, token } => {
             let mut emulator = Emulator::new();
@@ -153,46 +177,62 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_warnings(loaded: &Loaded) {
-    for w in &loaded.warnings {
-        println!("warning: {w}");
+/// A manager builder for `config`, with the resolver and translators it names loaded from
+/// `plugins`. Without a plugin folder, descriptions come from the config alone (said once).
+pub(crate) fn with_plugins(
+    config: Config,
+    plugins: Option<&Path>,
+) -> anyhow::Result<EngineBuilder> {
+    let Some(dir) = plugins else {
+        if config.resolver.is_some() || !config.translators.is_empty() {
+            eprintln!(
+                "warning: {} names plugins but no --plugins folder was given: using default_profile and the config's own descriptions",
+                config.source
+            );
+        }
+        return Ok(CommandManager::builder(config));
+    };
+    let host = PluginHost::new(config.sandbox.clone())?;
+    let set = PluginSet::load(&host, dir, &config)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+    let selected = set.selected(&config).map_err(anyhow::Error::msg)?;
+    let chain = TranslatorChain(selected.translators);
+    let mut builder = CommandManager::builder(config).translator(Arc::new(chain));
+    if let Some(resolver) = selected.resolver {
+        builder = builder.resolver(resolver);
     }
+    Ok(builder)
 }
 
-fn print_errors(errors: &ConfigErrors) {
-    for e in errors.iter() {
-        println!("error: {e}");
-    }
-}
-
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(loaded) => {
-            print_warnings(&loaded);
+            for w in &loaded.warnings {
+                println!("warning: {w}");
+            }
             let c = &loaded.config;
+            let languages: Vec<&str> = c.languages.iter().map(|l| l.as_str()).collect();
             println!(
                 "{}: ok ({} commands, {} profiles, {} scopes, languages {})",
                 c.source,
                 c.commands.len(),
                 c.profiles.len(),
                 c.scopes.len(),
-                c.languages
-                    .iter()
-                    .map(|l| l.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                languages.join(", ")
             );
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            print_errors(&errors);
+            for e in errors.iter() {
+                println!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
 /// Loads a config, printing warnings; prints errors and returns `None` when it is invalid.
-fn load_or_print(path: &std::path::Path) -> Option<Loaded> {
+pub(crate) fn load_or_print(path: &Path) -> Option<Loaded> {
     match Config::load(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -207,11 +247,6 @@ fn load_or_print(path: &std::path::Path) -> Option<Loaded> {
             None
         }
     }
-}
-
-/// The plan of a config alone (inline descriptions, no translators).
-fn plan_of(config: &Config) -> Plan {
-    Plan::build(config, &MenuTable::build(config, &NoTranslator))
 }
 
 fn print_plan(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
@@ -265,16 +300,4 @@ fn print_report(report: &SetupReport) {
             "set"
         }
     );
-}
-
-/// The example shop bot, embedded so the demo needs no files.
-pub(crate) fn example() -> anyhow::Result<(Config, Catalog, FlagRules)> {
-    let loaded = Config::parse(
-        include_str!("../../../examples/shop.toml"),
-        cmdscope::config::Format::Toml,
-        "examples/shop.toml",
-    )
-    .map_err(|e| anyhow::anyhow!("embedded example config is invalid:\n{e}"))?;
-    let catalog = Catalog::from_json(include_str!("../../../examples/shop.i18n.json"))?;
-    Ok((loaded.config, catalog, FlagRules::tiered()))
 }

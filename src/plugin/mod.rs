@@ -1,0 +1,557 @@
+//! WebAssembly plugins: resolvers and translators as sandboxed components.
+//!
+//! Architecture invariant: this is the only module that knows wasmtime. What leaves it are
+//! [`WasmResolver`] and [`WasmTranslator`], which implement the engine's [`Resolver`] and
+//! [`Translator`] traits, and plain-data reports ([`PluginInfo`], [`LoadError`]).
+//!
+//! A plugin never takes the host down: a trap, a timeout, a memory-cap hit, an oversized or
+//! malformed answer becomes an error value (the engine then falls back to `default_profile`),
+//! a trapped instance is discarded, and a plugin that keeps crashing is quarantined for a
+//! cooldown, then probed again.
+
+mod bindings;
+mod breaker;
+mod instances;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use self::bindings::resolver_world::{ResolverPlugin, ResolverPluginPre};
+use self::bindings::translator_world::{TranslatorPlugin, TranslatorPluginPre};
+use self::bindings::{RESOLVER_EXPORT, TRANSLATOR_EXPORT, wit};
+use self::breaker::Breaker;
+use self::instances::{CallFailure, Instances};
+use self::sandbox::Sandbox;
+use crate::config::Config;
+pub use crate::config::SandboxLimits;
+use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
+use crate::scope::Lang;
+
+pub use self::sandbox::FIXED_WALL_CLOCK_SECS;
+
+/// Per-plugin settings from the config's `[plugins.<name>]` tables, by plugin name.
+pub type PluginSettings = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Which interface a plugin implements, told by its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    Resolver,
+    Translator,
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            World::Resolver => "resolver",
+            World::Translator => "translator",
+        })
+    }
+}
+
+/// What a plugin says about itself, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub world: World,
+    /// Resolvers: the profiles it may return.
+    pub profiles: Vec<String>,
+    /// Translators: the locales it has texts for.
+    pub locales: Vec<String>,
+    /// The file name it was loaded from.
+    pub file: String,
+    /// Hex sha256 of the component's bytes: its identity.
+    pub sha256: String,
+}
+
+/// Why a file was not loaded as a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the file: {0}")]
+    Read(String),
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    #[error("imports {} which the sandbox never grants (plugins get no network, HTTP or other host access)", .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "))]
+    ForbiddenImport(Vec<String>),
+    #[error("exports neither `{RESOLVER_EXPORT}` nor `{TRANSLATOR_EXPORT}` (it exports: {0})")]
+    NotAPlugin(String),
+    #[error("cannot be linked: {0}")]
+    Link(String),
+    #[error("its `info` call failed: {0}")]
+    Info(String),
+    #[error("may return profiles the config does not define: {} (define them, or fix the plugin)", .0.join(", "))]
+    UnknownProfiles(Vec<String>),
+    #[error("a plugin named `{0}` is already loaded from {1}")]
+    DuplicateName(String, String),
+}
+
+/// The engine and linker shared by every plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginHost {
+    sandbox: Arc<Sandbox>,
+}
+
+/// A loaded plugin of either world.
+#[derive(Clone)]
+pub enum Plugin {
+    Resolver(Arc<WasmResolver>),
+    Translator(Arc<WasmTranslator>),
+}
+
+impl Plugin {
+    pub fn info(&self) -> &PluginInfo {
+        match self {
+            Plugin::Resolver(r) => &r.info,
+            Plugin::Translator(t) => &t.info,
+        }
+    }
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Plugin").field(self.info()).finish()
+    }
+}
+
+impl PluginHost {
+    pub fn new(limits: SandboxLimits) -> anyhow::Result<PluginHost> {
+        Ok(PluginHost {
+            sandbox: Arc::new(Sandbox::new(limits)?),
+        })
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.sandbox.limits
+    }
+
+    /// Loads one `.wasm` file.
+    pub fn load_file(&self, path: &Path, settings: &PluginSettings) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.load_bytes(&bytes, &file, settings)
+    }
+
+    /// Compiles, checks imports, detects the world, links once (`InstancePre`), and asks the
+    /// plugin for its info in a first instance, which then serves calls.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        file: &str,
+        settings: &PluginSettings,
+    ) -> Result<Plugin, LoadError> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let engine = &self.sandbox.engine;
+        let component =
+            Component::new(engine, bytes).map_err(|e| LoadError::Compile(root_cause(&e)))?;
+        sandbox::check_imports(engine, &component)?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let pre = self
+            .sandbox
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(root_cause(&e)))?;
+        let world = if exports.iter().any(|e| e == RESOLVER_EXPORT) {
+            World::Resolver
+        } else if exports.iter().any(|e| e == TRANSLATOR_EXPORT) {
+            World::Translator
+        } else {
+            return Err(LoadError::NotAPlugin(if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            }));
+        };
+        let placeholder = PluginInfo {
+            name: file.to_string(),
+            version: String::new(),
+            world,
+            profiles: Vec::new(),
+            locales: Vec::new(),
+            file: file.to_string(),
+            sha256,
+        };
+        match world {
+            World::Resolver => {
+                let pre =
+                    ResolverPluginPre::new(pre).map_err(|e| LoadError::Link(root_cause(&e)))?;
+                let instances: Instances<ResolverPlugin> =
+                    Instances::new(self.sandbox.clone(), pre, file);
+                let info = instances
+                    .call(|b, s| b.cmdscope_plugin_resolver().call_info(s))
+                    .map_err(|f| LoadError::Info(f.to_string()))?;
+                let info = PluginInfo {
+                    name: info.name,
+                    version: info.version,
+                    profiles: info.profiles,
+                    ..placeholder
+                };
+                check_name(&info)?;
+                instances.configure(&info.name, settings);
+                Ok(Plugin::Resolver(Arc::new(WasmResolver {
+                    breaker: Breaker::new(
+                        self.sandbox.limits.failure_threshold,
+                        self.sandbox.limits.cooldown,
+                    ),
+                    instances,
+                    info,
+                })))
+            }
+            World::Translator => {
+                let pre =
+                    TranslatorPluginPre::new(pre).map_err(|e| LoadError::Link(root_cause(&e)))?;
+                let instances: Instances<TranslatorPlugin> =
+                    Instances::new(self.sandbox.clone(), pre, file);
+                let info = instances
+                    .call(|b, s| b.cmdscope_plugin_translator().call_info(s))
+                    .map_err(|f| LoadError::Info(f.to_string()))?;
+                let info = PluginInfo {
+                    name: info.name,
+                    version: info.version,
+                    locales: info.locales,
+                    ..placeholder
+                };
+                check_name(&info)?;
+                instances.configure(&info.name, settings);
+                Ok(Plugin::Translator(Arc::new(WasmTranslator {
+                    breaker: Breaker::new(
+                        self.sandbox.limits.failure_threshold,
+                        self.sandbox.limits.cooldown,
+                    ),
+                    instances,
+                    info,
+                })))
+            }
+        }
+    }
+
+    /// Loads every `*.wasm` in `dir`, in file-name order; each file succeeds or fails alone.
+    pub fn load_dir(
+        &self,
+        dir: &Path,
+        settings: &PluginSettings,
+    ) -> std::io::Result<Vec<(PathBuf, Result<Plugin, LoadError>)>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+            .collect();
+        files.sort();
+        Ok(files
+            .into_iter()
+            .map(|path| {
+                let result = self.load_file(&path, settings);
+                (path, result)
+            })
+            .collect())
+    }
+}
+
+/// A file that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub file: String,
+    pub error: LoadError,
+}
+
+/// The plugins a config names: its resolver (if any) and its translator chain, in order.
+pub struct Selected {
+    pub resolver: Option<Arc<dyn Resolver>>,
+    pub translators: Vec<Arc<dyn Translator>>,
+}
+
+/// Every plugin of a folder, checked against a config: a resolver that may return a profile
+/// the config lacks is rejected, as is a second plugin of the same name.
+#[derive(Clone, Default)]
+pub struct PluginSet {
+    pub loaded: Vec<Plugin>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl PluginSet {
+    pub fn load(host: &PluginHost, dir: &Path, config: &Config) -> std::io::Result<PluginSet> {
+        let mut set = PluginSet::default();
+        for (path, result) in host.load_dir(dir, &config.plugin_settings)? {
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match result.and_then(|plugin| set.admit(plugin, config)) {
+                Ok(plugin) => {
+                    let info = plugin.info();
+                    tracing::info!(plugin = %info.name, file, sha256 = %info.sha256, "loaded {} {}", info.world, info.version);
+                    set.loaded.push(plugin);
+                }
+                Err(error) => {
+                    tracing::warn!(file, "plugin rejected: {error}");
+                    set.rejected.push(Rejected { file, error });
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    fn admit(&self, plugin: Plugin, config: &Config) -> Result<Plugin, LoadError> {
+        let info = plugin.info();
+        if let Some(other) = self.loaded.iter().find(|p| p.info().name == info.name) {
+            return Err(LoadError::DuplicateName(
+                info.name.clone(),
+                other.info().file.clone(),
+            ));
+        }
+        if let Plugin::Resolver(r) = &plugin {
+            let missing = r.profiles_missing_from(|p| config.profiles.contains_key(p));
+            if !missing.is_empty() {
+                return Err(LoadError::UnknownProfiles(missing));
+            }
+        }
+        Ok(plugin)
+    }
+
+    pub fn resolver(&self, name: &str) -> Option<Arc<WasmResolver>> {
+        self.loaded.iter().find_map(|p| match p {
+            Plugin::Resolver(r) if r.info.name == name => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    pub fn translator(&self, name: &str) -> Option<Arc<WasmTranslator>> {
+        self.loaded.iter().find_map(|p| match p {
+            Plugin::Translator(t) if t.info.name == name => Some(t.clone()),
+            _ => None,
+        })
+    }
+
+    /// The resolver and translator chain the config names (`resolver`, `translators`).
+    /// An error names each plugin that is not loaded, and what is.
+    pub fn selected(&self, config: &Config) -> Result<Selected, String> {
+        let mut missing = Vec::new();
+        let resolver = match &config.resolver {
+            None => None,
+            Some(name) => match self.resolver(name) {
+                Some(r) => Some(r as Arc<dyn Resolver>),
+                None => {
+                    missing.push(format!("resolver `{name}`"));
+                    None
+                }
+            },
+        };
+        let mut translators: Vec<Arc<dyn Translator>> = Vec::new();
+        for name in &config.translators {
+            match self.translator(name) {
+                Some(t) => translators.push(t),
+                None => missing.push(format!("translator `{name}`")),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(Selected {
+                resolver,
+                translators,
+            });
+        }
+        let loaded: Vec<String> = self
+            .loaded
+            .iter()
+            .map(|p| format!("{} ({})", p.info().name, p.info().world))
+            .collect();
+        let rejected: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|r| format!("{}: {}", r.file, r.error))
+            .collect();
+        let mut message = format!(
+            "{} named in {} {} not loaded; loaded: {}",
+            missing.join(", "),
+            config.source,
+            if missing.len() == 1 { "is" } else { "are" },
+            if loaded.is_empty() {
+                "none".to_string()
+            } else {
+                loaded.join(", ")
+            }
+        );
+        if !rejected.is_empty() {
+            message.push_str(&format!("; rejected: {}", rejected.join("; ")));
+        }
+        Err(message)
+    }
+}
+
+fn check_name(info: &PluginInfo) -> Result<(), LoadError> {
+    let ok = !info.name.is_empty()
+        && info.name.len() <= 64
+        && info
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LoadError::Info(format!(
+            "plugin name `{}` must be 1-64 of a-z, A-Z, 0-9, `-`, `_`",
+            info.name.escape_debug()
+        )))
+    }
+}
+
+/// A resolver plugin: `Resolver` over a sandboxed component.
+pub struct WasmResolver {
+    info: PluginInfo,
+    instances: Instances<ResolverPlugin>,
+    breaker: Breaker,
+}
+
+impl WasmResolver {
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Profiles this plugin may return that the given set lacks.
+    pub fn profiles_missing_from<'a>(&'a self, known: impl Fn(&str) -> bool + 'a) -> Vec<String> {
+        self.info
+            .profiles
+            .iter()
+            .filter(|p| !known(p))
+            .cloned()
+            .collect()
+    }
+
+    /// True while the plugin is quarantined after repeated crashes.
+    pub fn is_quarantined(&self) -> bool {
+        self.breaker.is_open()
+    }
+}
+
+impl Resolver for WasmResolver {
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
+        self.breaker.admit().map_err(|left| {
+            ResolveError::Failed(format!(
+                "plugin is quarantined after repeated failures ({} s left)",
+                left.as_secs()
+            ))
+        })?;
+        let wit_ctx = wit::UserContext::from(ctx);
+        let max = self.instances.max_output();
+        let result = self
+            .instances
+            .call(|b, s| b.cmdscope_plugin_resolver().call_resolve(s, &wit_ctx))
+            .and_then(|answer| match answer {
+                Ok(profile) if profile.len() > max => {
+                    Err(CallFailure::Oversized(profile.len(), max))
+                }
+                other => Ok(other),
+            });
+        self.breaker.record(result.is_ok());
+        match result {
+            Ok(Ok(profile)) => Ok(profile),
+            Ok(Err(message)) => Err(ResolveError::Rejected(clip(&message, max))),
+            Err(failure) => Err(ResolveError::Failed(failure.to_string())),
+        }
+    }
+
+    fn may_block(&self) -> bool {
+        true
+    }
+}
+
+/// A translator plugin: `Translator` over a sandboxed component. A failing call answers "no
+/// translation" (the description chain then falls back) and is logged.
+pub struct WasmTranslator {
+    info: PluginInfo,
+    instances: Instances<TranslatorPlugin>,
+    breaker: Breaker,
+}
+
+impl WasmTranslator {
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    fn guarded<R>(&self, what: &str, call: impl FnOnce() -> Result<R, CallFailure>) -> Option<R> {
+        if self.breaker.admit().is_err() {
+            return None;
+        }
+        let result = call();
+        self.breaker.record(result.is_ok());
+        match result {
+            Ok(r) => Some(r),
+            Err(failure) => {
+                tracing::warn!(plugin = %self.info.name, "{what} failed: {failure}");
+                None
+            }
+        }
+    }
+}
+
+impl Translator for WasmTranslator {
+    fn translate(&self, key: &str, language: Lang) -> Option<String> {
+        let max = self.instances.max_output();
+        self.guarded("translate", || {
+            let text = self.instances.call(|b, s| {
+                b.cmdscope_plugin_translator()
+                    .call_translate(s, key, language.as_str())
+            })?;
+            match text {
+                Some(t) if t.len() > max => Err(CallFailure::Oversized(t.len(), max)),
+                other => Ok(other),
+            }
+        })
+        .flatten()
+    }
+
+    fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
+        let max = self.instances.max_output();
+        let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        self.guarded("translate-batch", || {
+            let texts = self.instances.call(|b, s| {
+                b.cmdscope_plugin_translator()
+                    .call_translate_batch(s, &owned, language.as_str())
+            })?;
+            if texts.len() != keys.len() {
+                return Err(CallFailure::Malformed(format!(
+                    "{} answers for {} keys",
+                    texts.len(),
+                    keys.len()
+                )));
+            }
+            if let Some(long) = texts.iter().flatten().find(|t| t.len() > max) {
+                return Err(CallFailure::Oversized(long.len(), max));
+            }
+            Ok(texts)
+        })
+        .unwrap_or_else(|| vec![None; keys.len()])
+    }
+}
+
+fn clip(message: &str, max: usize) -> String {
+    let mut end = message.len().min(max.min(1024));
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The innermost cause of a wasmtime error: the part that tells an operator what is wrong.
+fn root_cause(e: &wasmtime::Error) -> String {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    chain.join(": ")
+}

@@ -1,0 +1,20 @@
+//! Imports wasi:sockets by opening a TCP connection; the host must refuse to load it.
+use cmdscope_plugin_sdk::{Resolver, ResolverInfo, UserContext, export_resolver};
+
+struct Plugin;
+
+impl Resolver for Plugin {
+    fn info() -> ResolverInfo {
+        ResolverInfo::new("socket-importer", "0.1.0", &["guest", "admin"])
+    }
+
+    fn resolve(ctx: UserContext) -> Result<String, String> {
+        let _ = ctx;
+        match std::net::TcpStream::connect("127.0.0.1:9") {
+            Ok(_) => Ok("admin".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+export_resolver!(Plugin);

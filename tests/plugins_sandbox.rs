@@ -1,0 +1,292 @@
+//! Real components built from `plugins/` and `tests/plugins/`, run in the sandbox. Each hostile
+//! plugin is contained: the host gives up in time, reports why, falls back, and serves the next
+//! call.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cmdscope::plugin::{
+    FIXED_WALL_CLOCK_SECS, LoadError, Plugin, PluginHost, PluginSettings, SandboxLimits, World,
+};
+use cmdscope::resolve::ResolveError;
+use cmdscope::{Lang, Resolver, Translator, UserContext};
+
+use common::{plugin_bytes, plugin_path};
+
+fn host() -> PluginHost {
+    PluginHost::new(SandboxLimits::default()).unwrap()
+}
+
+fn resolver(host: &PluginHost, name: &str) -> Arc<cmdscope::plugin::WasmResolver> {
+    resolver_with(host, name, &PluginSettings::new())
+}
+
+fn resolver_with(
+    host: &PluginHost,
+    name: &str,
+    settings: &PluginSettings,
+) -> Arc<cmdscope::plugin::WasmResolver> {
+    match host.load_file(&plugin_path(name), settings).unwrap() {
+        Plugin::Resolver(r) => r,
+        other => panic!("{name} is not a resolver: {other:?}"),
+    }
+}
+
+/// The user id that makes every hostile test plugin misbehave.
+fn hostile() -> UserContext {
+    UserContext::private(666)
+}
+
+fn failed(result: Result<String, ResolveError>) -> String {
+    match result {
+        Err(ResolveError::Failed(why)) => why,
+        other => panic!("expected a contained failure, got {other:?}"),
+    }
+}
+
+/// The host gave up, and then answers the next call normally.
+fn assert_contained(r: &dyn Resolver, needle: &str) {
+    let started = Instant::now();
+    let why = failed(r.resolve(&hostile()));
+    let took = started.elapsed();
+    assert!(why.contains(needle), "`{why}` lacks `{needle}`");
+    // Behavioural bound (not a benchmark): the default 20 ms deadline must stop it long before this.
+    assert!(took < Duration::from_secs(5), "took {took:?} to give up");
+    assert_eq!(
+        r.resolve(&UserContext::private(1)).unwrap(),
+        "guest",
+        "host serves the next call"
+    );
+    assert_eq!(r.resolve(&UserContext::private(2)).unwrap(), "guest");
+}
+
+#[test]
+fn tiered_resolver_reports_its_info_and_follows_the_spec() {
+    let host = host();
+    let r = resolver(&host, "tiered-resolver");
+    let info = r.info();
+    assert_eq!(info.name, "tiered-resolver");
+    assert_eq!(info.world, World::Resolver);
+    assert_eq!(info.version, "0.1.0");
+    assert_eq!(
+        info.profiles,
+        ["banned", "admin", "premium", "user", "guest"]
+    );
+    assert_eq!(info.file, "tiered_resolver.wasm");
+    assert_eq!(info.sha256.len(), 64);
+    let base = UserContext::private(1);
+    let cases = [
+        (base.clone(), "guest"),
+        (base.clone().flag("registered", true), "user"),
+        (
+            base.clone().flag("registered", true).flag("premium", true),
+            "premium",
+        ),
+        (
+            base.clone().flag("premium", true).flag("admin", true),
+            "admin",
+        ),
+        (
+            base.clone().flag("admin", true).flag("banned", true),
+            "banned",
+        ),
+        (base.clone().flag("admin", 1), "guest"),
+        (
+            base.clone().flag("banned", false).flag("registered", true),
+            "user",
+        ),
+        (
+            UserContext::in_group(5, -100).flag("premium", true),
+            "premium",
+        ),
+    ];
+    for (ctx, expected) in cases {
+        assert_eq!(r.resolve(&ctx).unwrap(), expected, "{ctx:?}");
+    }
+}
+
+#[test]
+fn fresh_instances_give_the_same_answers() {
+    let host = PluginHost::new(SandboxLimits {
+        reuse_instances: false,
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let r = resolver(&host, "tiered-resolver");
+    for _ in 0..3 {
+        assert_eq!(
+            r.resolve(&UserContext::private(1).flag("admin", true))
+                .unwrap(),
+            "admin"
+        );
+    }
+    assert_contained(resolver(&host, "panicking").as_ref(), "panicked");
+}
+
+#[test]
+fn shop_translator_translates_one_key_and_a_batch() {
+    let host = host();
+    let Plugin::Translator(t) = host
+        .load_file(&plugin_path("shop-translator"), &PluginSettings::new())
+        .unwrap()
+    else {
+        panic!("not a translator")
+    };
+    assert_eq!(t.info().world, World::Translator);
+    assert_eq!(t.info().locales, ["en", "ru", "es"]);
+    let es = Lang::parse("es").unwrap();
+    assert_eq!(
+        t.translate("shop.cart.desc", es).as_deref(),
+        Some("Tu carrito")
+    );
+    assert_eq!(t.translate("nope", es), None);
+    assert_eq!(
+        t.translate_batch(
+            &["shop.start.desc", "nope", "shop.ban.desc"],
+            Lang::parse("ru").unwrap()
+        ),
+        vec![
+            Some("Запустить бота".to_string()),
+            None,
+            Some("Заблокировать пользователя".to_string())
+        ]
+    );
+    assert_eq!(
+        t.translate("shop.start.desc", Lang::parse("de").unwrap()),
+        None
+    );
+}
+
+#[test]
+fn infinite_loop_is_interrupted_at_the_deadline() {
+    assert_contained(resolver(&host(), "spin").as_ref(), "timed out");
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    assert_contained(resolver(&host(), "memory-bomb").as_ref(), "memory cap");
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack_and_traps() {
+    assert_contained(
+        resolver(&host(), "deep-recursion").as_ref(),
+        "stack overflow",
+    );
+}
+
+#[test]
+fn panic_traps() {
+    assert_contained(resolver(&host(), "panicking").as_ref(), "panicked");
+}
+
+#[test]
+fn oversized_output_is_refused() {
+    assert_contained(
+        resolver(&host(), "huge-output").as_ref(),
+        "1048576 bytes, over the 65536-byte cap",
+    );
+}
+
+#[test]
+fn reading_a_file_fails_because_nothing_is_preopened() {
+    let r = resolver(&host(), "read-passwd");
+    match r.resolve(&UserContext::private(1)) {
+        Err(ResolveError::Rejected(why)) => {
+            assert!(why.starts_with("cannot read /etc/passwd"), "{why}")
+        }
+        other => panic!("the plugin must not read /etc/passwd: {other:?}"),
+    }
+}
+
+#[test]
+fn the_clock_is_fixed() {
+    let r = resolver(&host(), "clock-reader");
+    let fixed = u128::from(FIXED_WALL_CLOCK_SECS) * 1_000_000_000;
+    for _ in 0..2 {
+        match r.resolve(&UserContext::private(1)) {
+            Err(ResolveError::Rejected(why)) => assert_eq!(why, format!("clock {fixed} {fixed}")),
+            other => panic!("{other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_plugin_importing_sockets_is_refused_at_load() {
+    match host().load_file(&plugin_path("socket-importer"), &PluginSettings::new()) {
+        Err(LoadError::ForbiddenImport(imports)) => {
+            assert!(
+                imports.iter().all(|i| i.starts_with("wasi:sockets/")),
+                "{imports:?}"
+            );
+            let message = LoadError::ForbiddenImport(imports).to_string();
+            assert!(message.contains("`wasi:sockets/"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_and_truncated_files_are_refused() {
+    let host = host();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    assert!(matches!(
+        host.load_bytes(&garbage, "garbage.wasm", &PluginSettings::new()),
+        Err(LoadError::Compile(_))
+    ));
+    let good = plugin_bytes("tiered-resolver");
+    let truncated = &good[..good.len() / 2];
+    match host.load_bytes(truncated, "truncated.wasm", &PluginSettings::new()) {
+        Err(LoadError::Compile(why)) => assert!(!why.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    // The host is unaffected.
+    assert!(
+        host.load_bytes(&good, "tiered.wasm", &PluginSettings::new())
+            .is_ok()
+    );
+}
+
+#[test]
+fn settings_and_logs_reach_the_plugin() {
+    let host = host();
+    let mut settings = PluginSettings::new();
+    settings.insert(
+        "settings-echo".into(),
+        BTreeMap::from([("profile".to_string(), "admin".to_string())]),
+    );
+    let r = resolver_with(&host, "settings-echo", &settings);
+    assert_eq!(r.resolve(&UserContext::private(1)).unwrap(), "admin");
+    let without = resolver(&host, "settings-echo");
+    assert_eq!(
+        without.resolve(&UserContext::private(1)),
+        Err(ResolveError::Rejected("no `profile` setting".into()))
+    );
+}
+
+#[test]
+fn a_plugin_that_keeps_crashing_is_quarantined_then_probed() {
+    let host = PluginHost::new(SandboxLimits {
+        failure_threshold: 2,
+        cooldown: Duration::from_millis(300),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let r = resolver(&host, "panicking");
+    for _ in 0..2 {
+        assert!(failed(r.resolve(&hostile())).contains("panicked"));
+    }
+    assert!(r.is_quarantined());
+    // Quarantined: even a good request is refused without running the plugin.
+    assert!(failed(r.resolve(&UserContext::private(1))).contains("quarantined"));
+    std::thread::sleep(Duration::from_millis(350));
+    // After the cooldown a probe runs; it succeeds, so the plugin serves again.
+    assert_eq!(r.resolve(&UserContext::private(1)).unwrap(), "guest");
+    assert!(!r.is_quarantined());
+}
