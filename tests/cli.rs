@@ -218,3 +218,226 @@ fn demo_runs_with_nothing_but_the_binary() {
     assert!(!text.contains("MISMATCH"), "{text}");
     assert!(text.contains("/appeal"), "{text}");
 }
+
+/// A folder with copies of the named built plugins.
+fn plugin_folder(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        let built = std::path::Path::new(env!("CMDSCOPE_PLUGIN_DIR"))
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        std::fs::copy(built, dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn plugins_check_lists_each_file_or_why_it_was_rejected() {
+    let dir = plugin_folder(&["tiered-resolver", "shop-translator", "socket-importer"]);
+    std::fs::write(
+        dir.path().join("garbage.wasm"),
+        b"\0asm but not really a component",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not a plugin, not looked at").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run(&["plugins", "check", d, "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rejected file fails the check"
+    );
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let plugins = report["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 4);
+    let by_file = |f: &str| plugins.iter().find(|p| p["file"] == f).unwrap().clone();
+    let tiered = by_file("tiered-resolver.wasm");
+    assert_eq!(tiered["status"], "ok");
+    assert_eq!(tiered["name"], "tiered-resolver");
+    assert_eq!(tiered["world"], "resolver");
+    assert_eq!(tiered["version"], "0.1.0");
+    assert_eq!(
+        tiered["profiles"],
+        serde_json::json!(["banned", "admin", "premium", "user", "guest"])
+    );
+    let shop = by_file("shop-translator.wasm");
+    assert_eq!(
+        (shop["world"].as_str(), shop["locales"].clone()),
+        (Some("translator"), serde_json::json!(["en", "ru", "es"]))
+    );
+    let sockets = by_file("socket-importer.wasm");
+    assert_eq!(sockets["status"], "rejected");
+    assert!(
+        sockets["error"]
+            .as_str()
+            .unwrap()
+            .contains("`wasi:sockets/"),
+        "{sockets}"
+    );
+    assert!(
+        by_file("garbage.wasm")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a valid WebAssembly component")
+    );
+
+    let table = run(&["plugins", "check", d]);
+    let text = stdout(&table);
+    assert!(text.contains("tiered-resolver.wasm: ok  tiered-resolver resolver 0.1.0  profiles: banned, admin, premium, user, guest"), "{text}");
+    assert!(
+        text.contains("socket-importer.wasm: rejected: imports `wasi:sockets/"),
+        "{text}"
+    );
+
+    // Against a config without `banned`: the resolver is reported too.
+    let cfg = dir.path().join("small.toml");
+    std::fs::write(&cfg, "default_profile = \"guest\"\n[commands.start]\n[profiles.guest]\ninclude = [\"start\"]\n[profiles.admin]\ninclude = [\"start\"]\n").unwrap();
+    let out = run(&["plugins", "check", d, "--config", cfg.to_str().unwrap()]);
+    assert!(stdout(&out).contains("tiered-resolver.wasm: rejected: may return profiles the config does not define: banned, premium, user"), "{}", stdout(&out));
+}
+
+#[test]
+fn resolve_prints_profile_source_and_menu() {
+    let dir = plugin_folder(&["tiered-resolver", "shop-translator"]);
+    let out = run(&[
+        "resolve",
+        "--config",
+        EXAMPLE,
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "--user-id",
+        "5",
+        "--language-code",
+        "es",
+        "--flag",
+        "registered=true",
+        "--flag",
+        "premium=true",
+        "--flag",
+        "level=3",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(answer["profile"], "premium");
+    assert_eq!(answer["source"], "tiered-resolver");
+    assert!(answer.get("error").is_none());
+    let commands = answer["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 7);
+    assert_eq!(
+        commands[6],
+        serde_json::json!({"command": "deals", "description": "Ofertas para miembros"})
+    );
+    // `true` is a boolean: "registered=yes" is text and does not count.
+    let out = run(&[
+        "resolve",
+        "--config",
+        EXAMPLE,
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "--user-id",
+        "5",
+        "--flag",
+        "registered=yes",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()["profile"],
+        "guest"
+    );
+}
+
+#[test]
+fn resolve_reports_a_failing_plugin_and_still_answers() {
+    let dir = plugin_folder(&["panicking"]);
+    let cfg = dir.path().join("bot.toml");
+    std::fs::write(
+        &cfg,
+        "default_profile = \"guest\"\nresolver = \"panicking\"\n[commands.start]\n[profiles.guest]\ninclude = [\"start\"]\n[profiles.admin]\ninclude = [\"start\"]\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "resolve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "--user-id",
+        "666",
+    ]);
+    assert!(out.status.success());
+    let answer: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(answer["profile"], "guest");
+    assert_eq!(answer["source"], "panicking");
+    assert!(
+        answer["error"].as_str().unwrap().contains("panicked"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["commands"],
+        serde_json::json!([{"command": "start", "description": "Start"}])
+    );
+}
+
+#[test]
+fn watch_prints_json_lines_and_exits_on_sigterm() {
+    let dir = plugin_folder(&["swap-guest"]);
+    let cfg = dir.path().join("bot.toml");
+    std::fs::write(
+        &cfg,
+        "default_profile = \"guest\"\nresolver = \"swappable\"\n[commands.start]\n[profiles.guest]\ninclude = [\"start\"]\n[profiles.admin]\ninclude = [\"start\"]\n",
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let mut child = Command::new(BIN)
+        .args([
+            "watch",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--plugins",
+            dir.path().to_str().unwrap(),
+        ])
+        .arg("--compiled-cache")
+        .arg(&cache)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let loaded = next();
+    assert_eq!(loaded["event"], "loaded");
+    assert_eq!(loaded["plugin"], "swappable");
+    assert_eq!(loaded["file"], "swap-guest.wasm");
+    assert_eq!(loaded["generation"], 1);
+    assert!(loaded["ms"].as_f64().is_some());
+    // Replace it by renaming a new version into place.
+    let admin = std::path::Path::new(env!("CMDSCOPE_PLUGIN_DIR")).join("swap_admin.wasm");
+    let tmp = dir.path().join("incoming.tmp");
+    std::fs::copy(admin, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.path().join("swap-guest.wasm")).unwrap();
+    let reloaded = next();
+    assert_eq!(reloaded["event"], "reloaded", "{reloaded}");
+    assert_eq!(reloaded["generation"], 2);
+    assert_ne!(reloaded["sha256"], loaded["sha256"]);
+    // A broken file: rejected, with the reason.
+    std::fs::write(dir.path().join("broken.wasm"), b"garbage").unwrap();
+    let rejected = next();
+    assert_eq!(rejected["event"], "rejected");
+    assert_eq!(rejected["file"], "broken.wasm");
+    assert!(
+        rejected["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "exits cleanly on SIGTERM");
+    assert!(cache.is_dir(), "compiled cache created");
+}

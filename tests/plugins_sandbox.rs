@@ -290,3 +290,129 @@ fn a_plugin_that_keeps_crashing_is_quarantined_then_probed() {
     assert_eq!(r.resolve(&UserContext::private(1)).unwrap(), "guest");
     assert!(!r.is_quarantined());
 }
+
+const HOSTILE_CONFIG: &str = r#"
+default_profile = "guest"
+resolver = "unknown-profile"
+[commands.start]
+descriptions = { en = "Start" }
+[commands.admin]
+descriptions = { en = "Admin" }
+[profiles.guest]
+include = ["start"]
+[profiles.admin]
+include = ["start", "admin"]
+[[scopes]]
+scope = "default"
+profile = "guest"
+"#;
+
+fn config(text: &str) -> cmdscope::Config {
+    cmdscope::Config::parse(text, cmdscope::config::Format::Toml, "test.toml")
+        .unwrap()
+        .config
+}
+
+/// A folder holding copies of the named plugins, as an operator would lay it out.
+fn plugin_folder(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::copy(plugin_path(name), dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn an_unknown_profile_falls_back_to_the_default_profile() {
+    let config = config(HOSTILE_CONFIG);
+    let dir = plugin_folder(&["unknown-profile"]);
+    let host = PluginHost::new(config.sandbox.clone()).unwrap();
+    let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
+    let selected = set.selected(&config).unwrap();
+    let engine = cmdscope::Engine::builder(config)
+        .resolver(selected.resolver.unwrap())
+        .engine();
+    let r = engine.resolve_async(&hostile()).await;
+    assert_eq!(r.profile, "guest");
+    assert_eq!(r.source, "unknown-profile");
+    assert_eq!(
+        r.error,
+        Some(ResolveError::UnknownProfile("superuser".into()))
+    );
+    let next = engine.resolve_async(&UserContext::private(1)).await;
+    assert_eq!((next.profile.as_str(), next.error), ("guest", None));
+}
+
+#[test]
+fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
+    // The tiered resolver declares banned, admin, premium, user and guest; this config has two.
+    let config = config(&HOSTILE_CONFIG.replace("unknown-profile", "tiered-resolver"));
+    let dir = plugin_folder(&["tiered-resolver", "socket-importer"]);
+    let host = PluginHost::new(config.sandbox.clone()).unwrap();
+    let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
+    assert!(set.loaded.is_empty());
+    assert_eq!(set.rejected.len(), 2);
+    let tiered = set
+        .rejected
+        .iter()
+        .find(|r| r.file == "tiered-resolver.wasm")
+        .unwrap();
+    assert_eq!(
+        tiered.error,
+        LoadError::UnknownProfiles(vec!["banned".into(), "premium".into(), "user".into()])
+    );
+    let message = set.selected(&config).err().unwrap();
+    assert!(
+        message.contains("resolver `tiered-resolver` named in test.toml is not loaded"),
+        "{message}"
+    );
+    assert!(
+        message.contains("may return profiles the config does not define: banned, premium, user"),
+        "{message}"
+    );
+    assert!(
+        message.contains("socket-importer.wasm: imports `wasi:sockets/"),
+        "{message}"
+    );
+}
+
+#[test]
+fn two_plugins_with_one_name_keep_the_first() {
+    let config = config(HOSTILE_CONFIG);
+    let dir = plugin_folder(&["unknown-profile"]);
+    std::fs::copy(
+        plugin_path("unknown-profile"),
+        dir.path().join("z-copy.wasm"),
+    )
+    .unwrap();
+    let host = PluginHost::new(config.sandbox.clone()).unwrap();
+    let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
+    assert_eq!(set.loaded.len(), 1);
+    assert_eq!(
+        set.rejected[0].error,
+        LoadError::DuplicateName("unknown-profile".into(), "unknown-profile.wasm".into())
+    );
+}
+
+#[test]
+fn config_sandbox_limits_reach_the_host() {
+    let config = config(&format!(
+        "{HOSTILE_CONFIG}\n[sandbox]\ntimeout_ms = 5\nmemory_mib = 4\n"
+    ));
+    assert_eq!(config.sandbox.timeout, Duration::from_millis(5));
+    let host = PluginHost::new(config.sandbox.clone()).unwrap();
+    let Plugin::Resolver(spin) = host
+        .load_file(&plugin_path("spin"), &PluginSettings::new())
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(failed(spin.resolve(&hostile())).contains("after its 5 ms deadline"));
+    let Plugin::Resolver(bomb) = host
+        .load_file(&plugin_path("memory-bomb"), &PluginSettings::new())
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(failed(bomb.resolve(&hostile())).contains("4 MiB memory cap"));
+}

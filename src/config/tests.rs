@@ -356,3 +356,38 @@ fn empty_profile_warns() {
             .any(|w| w.path == "profiles.banned" && w.message.contains("empty list"))
     );
 }
+
+#[test]
+fn plugins_and_sandbox_settings() {
+    let loaded = load(&format!(
+        "resolver = \"tiered\"\ntranslators = [\"a\", \"b\"]\n{BASE}\n[plugins.tiered]\nlabel = \"vip\"\nlevel = 3\nids = [1, 2]\n[sandbox]\ntimeout_ms = 50\nmemory_mib = 32\nreuse_instances = false\n"
+    ))
+    .unwrap();
+    let c = loaded.config;
+    assert_eq!(c.resolver.as_deref(), Some("tiered"));
+    assert_eq!(c.translators, ["a", "b"]);
+    let settings = &c.plugin_settings["tiered"];
+    assert_eq!(settings["label"], "vip");
+    assert_eq!(settings["level"], "3");
+    assert_eq!(settings["ids"], "[1,2]");
+    assert_eq!(c.sandbox.timeout, std::time::Duration::from_millis(50));
+    assert_eq!(c.sandbox.memory_bytes, 32 << 20);
+    assert!(!c.sandbox.reuse_instances);
+    assert_eq!(c.sandbox.max_output_bytes, 64 << 10, "defaults stay");
+}
+
+#[test]
+fn sandbox_bounds_and_typos() {
+    let e = errors(&format!(
+        "{BASE}\n[sandbox]\ntimeout_ms = 0\nmemory_mib = 100000\ntimeout = 5\n"
+    ));
+    assert_error(&e, "sandbox.timeout_ms", "out of range");
+    assert_error(&e, "sandbox.memory_mib", "out of range");
+    assert_error(&e, "sandbox.timeout", "unknown key");
+    assert!(
+        e.iter()
+            .any(|d| d.fix.contains("did you mean `timeout_ms`"))
+    );
+    let e = errors(&format!("resolver = \"\"\n{BASE}"));
+    assert_error(&e, "resolver", "empty");
+}

@@ -128,6 +128,7 @@ impl<W: WorldBindings> Instances<W> {
             .clone();
         let mut store = self.sandbox.store(name, settings);
         // Instantiation runs guest code too (initialisers): it gets the same deadline.
+        store.data_mut().begin_call();
         store.set_epoch_deadline(self.sandbox.deadline_ticks());
         let bindings = W::instantiate(&self.pre, &mut store).map_err(|e| self.classify(e))?;
         Ok(Live { store, bindings })
@@ -145,6 +146,7 @@ impl<W: WorldBindings> Instances<W> {
             Some(live) => live,
             None => self.fresh()?,
         };
+        live.store.data_mut().begin_call();
         live.store.set_epoch_deadline(self.sandbox.deadline_ticks());
         let result = f(&live.bindings, &mut live.store);
         match result {

@@ -11,7 +11,9 @@
 
 mod bindings;
 mod breaker;
+mod cache;
 mod instances;
+mod live;
 mod sandbox;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,10 @@ pub use crate::config::SandboxLimits;
 use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
 use crate::scope::Lang;
 
+pub use self::cache::{CacheOutcome, CompiledCache};
+pub use self::live::{
+    HotResolver, HotTranslator, LivePlugins, ReloadEvent, ReloadKind, WatchHandle, WatchOptions,
+};
 pub use self::sandbox::FIXED_WALL_CLOCK_SECS;
 
 /// Per-plugin settings from the config's `[plugins.<name>]` tables, by plugin name.
@@ -68,6 +74,8 @@ pub struct PluginInfo {
     pub file: String,
     /// Hex sha256 of the component's bytes: its identity.
     pub sha256: String,
+    /// Whether its native code came from the compiled cache.
+    pub compiled: CacheOutcome,
 }
 
 /// Why a file was not loaded as a plugin.
@@ -95,6 +103,7 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct PluginHost {
     sandbox: Arc<Sandbox>,
+    cache: Option<CompiledCache>,
 }
 
 /// A loaded plugin of either world.
@@ -123,7 +132,14 @@ impl PluginHost {
     pub fn new(limits: SandboxLimits) -> anyhow::Result<PluginHost> {
         Ok(PluginHost {
             sandbox: Arc::new(Sandbox::new(limits)?),
+            cache: None,
         })
+    }
+
+    /// Keeps compiled plugins in `cache`, so a restart does not compile them again.
+    pub fn with_compiled_cache(mut self, cache: CompiledCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub fn limits(&self) -> &SandboxLimits {
@@ -150,8 +166,11 @@ impl PluginHost {
     ) -> Result<Plugin, LoadError> {
         let sha256 = hex(&Sha256::digest(bytes));
         let engine = &self.sandbox.engine;
-        let component =
-            Component::new(engine, bytes).map_err(|e| LoadError::Compile(root_cause(&e)))?;
+        let (component, compiled) = match &self.cache {
+            Some(cache) => cache.load(engine, bytes, &sha256),
+            None => Component::new(engine, bytes).map(|c| (c, CacheOutcome::Off)),
+        }
+        .map_err(|e| LoadError::Compile(root_cause(&e)))?;
         sandbox::check_imports(engine, &component)?;
         let exports: Vec<String> = component
             .component_type()
@@ -182,6 +201,7 @@ impl PluginHost {
             locales: Vec::new(),
             file: file.to_string(),
             sha256,
+            compiled,
         };
         match world {
             World::Resolver => {
@@ -546,7 +566,7 @@ fn clip(message: &str, max: usize) -> String {
     message[..end].to_string()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -41,14 +41,61 @@ const ALLOWED_IMPORT_PREFIXES: [&str; 7] = [
     "cmdscope:plugin/types@0.1.",
 ];
 
-/// What a store holds: WASI state with nothing behind it, the memory cap, and what the host
-/// interface serves (the plugin's name and settings).
+/// What a store holds: WASI state with nothing behind it, the memory cap, what the host
+/// interface serves (the plugin's name and settings), and the running call's budget.
 pub(crate) struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) plugin: Arc<str>,
     pub(crate) settings: Arc<BTreeMap<String, String>>,
+    budget: CallBudget,
+}
+
+/// The running call's time budget. The deadline is CPU time of the calling thread, not wall
+/// time: on a loaded machine a thread may wait for a core longer than the whole deadline, and
+/// that must not count against the plugin. Wall time is capped too, far above the deadline.
+#[derive(Clone, Copy)]
+struct CallBudget {
+    cpu_at_start: Duration,
+    wall_at_start: std::time::Instant,
+}
+
+impl CallBudget {
+    fn now() -> CallBudget {
+        CallBudget {
+            cpu_at_start: thread_cpu_time(),
+            wall_at_start: std::time::Instant::now(),
+        }
+    }
+
+    fn exhausted(&self, cpu_limit: Duration) -> bool {
+        let wall_limit = (cpu_limit * 20).max(Duration::from_secs(1));
+        thread_cpu_time().saturating_sub(self.cpu_at_start) >= cpu_limit
+            || self.wall_at_start.elapsed() >= wall_limit
+    }
+}
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
+    // every platform this crate builds for (Linux, macOS, the BSDs).
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl PluginState {
+    /// Starts the budget of a call (or an instantiation) about to run on this thread.
+    pub(crate) fn begin_call(&mut self) {
+        self.budget = CallBudget::now();
+    }
 }
 
 impl WasiView for PluginState {
@@ -143,9 +190,20 @@ impl Sandbox {
                 .build(),
             plugin,
             settings,
+            budget: CallBudget::now(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // The epoch deadline (set per call to the timeout) is only a check point: past it, the
+        // call continues tick by tick while its thread has used less CPU than the timeout.
+        let cpu_limit = self.limits.timeout;
+        store.epoch_deadline_callback(move |ctx| {
+            Ok(if ctx.data().budget.exhausted(cpu_limit) {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Continue(1)
+            })
+        });
         store
     }
 

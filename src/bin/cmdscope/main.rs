@@ -14,7 +14,7 @@ use cmdscope::emulator::Emulator;
 use cmdscope::engine::EngineBuilder;
 use cmdscope::manager::{ListOutcome, SetupReport, Status};
 use cmdscope::plan::Plan;
-use cmdscope::plugin::{PluginHost, PluginSet};
+use cmdscope::plugin::{CompiledCache, PluginHost, PluginSet};
 use cmdscope::resolve::TranslatorChain;
 use cmdscope::{BotCommand, CommandManager};
 
@@ -64,6 +64,20 @@ enum Command {
         /// Print the plan without calling the Bot API.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Run the plugin host on a folder, hot-reloading plugins as files change, and print one JSON
+    /// object per line for each reload event (initial loads included) until Ctrl-C / SIGTERM.
+    Watch {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        plugins: PathBuf,
+        /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/cmdscope/compiled).
+        #[arg(long)]
+        compiled_cache: Option<PathBuf>,
+        /// Compile every plugin at start, without the cache.
+        #[arg(long, conflicts_with = "compiled_cache")]
+        no_compiled_cache: bool,
     },
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
@@ -153,6 +167,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Watch {
+            config,
+            plugins,
+            compiled_cache,
+            no_compiled_cache,
+        } => {
+            let Some(loaded) = load_or_print(&config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let cache = if no_compiled_cache {
+                None
+            } else {
+                compiled_cache.or_else(CompiledCache::default_dir)
+            };
+            plugins::watch(loaded.config, &plugins, cache.as_deref()).await
         }
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Plugins { command } => plugins::run(command),

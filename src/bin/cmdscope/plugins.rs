@@ -1,14 +1,18 @@
 //! `cmdscope plugins check` and `cmdscope resolve`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use cmdscope::ChatType;
 use cmdscope::config::SandboxLimits;
-use cmdscope::plugin::{PluginHost, PluginInfo, PluginSet, Rejected};
+use cmdscope::plugin::{
+    CompiledCache, LivePlugins, PluginHost, PluginInfo, PluginSet, Rejected, WatchOptions,
+};
 use cmdscope::resolve::{FlagValue, UserContext};
 
 use super::{OutputFormat, load_or_print, print_commands, with_plugins};
@@ -211,6 +215,47 @@ pub(crate) async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
                 println!("resolver failed, default profile used: {e}");
             }
             print_commands(&menu, "  ");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cmdscope watch`: JSON lines of reload events, flushed one by one, until Ctrl-C or SIGTERM.
+pub(crate) async fn watch(
+    config: cmdscope::Config,
+    dir: &Path,
+    cache: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut host = PluginHost::new(config.sandbox.clone())?;
+    if let Some(cache_dir) = cache {
+        match CompiledCache::open(cache_dir) {
+            Ok(c) => host = host.with_compiled_cache(c),
+            Err(e) => eprintln!(
+                "warning: compiled cache {} unusable ({e}); compiling every plugin",
+                cache_dir.display()
+            ),
+        }
+    }
+    let live = LivePlugins::new(host, dir, Arc::new(config))
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+    let mut events = live.subscribe();
+    let loader = live.clone();
+    tokio::task::spawn_blocking(move || loader.rescan()).await?;
+    let _watch = live.watch(WatchOptions::default())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    writeln!(out, "{}", serde_json::to_string(&event)?)?;
+                    out.flush()?;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("warning: {n} events dropped (output too slow)"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
         }
     }
     Ok(ExitCode::SUCCESS)

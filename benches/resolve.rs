@@ -1,0 +1,95 @@
+//! Resolution and translation through the sandbox, against the native baseline.
+//!
+//! `cargo bench --bench resolve`. Figures are in the README.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use cmdscope::plugin::{Plugin, PluginHost, PluginSettings, SandboxLimits};
+use cmdscope::resolve::FlagRules;
+use cmdscope::{Lang, Resolver, Translator, UserContext};
+
+fn plugin(host: &PluginHost, file: &str) -> Plugin {
+    let path = Path::new(env!("CMDSCOPE_PLUGIN_DIR")).join(file);
+    host.load_file(&path, &PluginSettings::new())
+        .expect("the build script built the example plugins")
+}
+
+fn resolver(host: &PluginHost) -> std::sync::Arc<cmdscope::plugin::WasmResolver> {
+    match plugin(host, "tiered_resolver.wasm") {
+        Plugin::Resolver(r) => r,
+        Plugin::Translator(_) => unreachable!("tiered-resolver is a resolver"),
+    }
+}
+
+fn resolve(c: &mut Criterion) {
+    let ctx = UserContext::private(42)
+        .language("en")
+        .flag("registered", true)
+        .flag("premium", true);
+    let mut group = c.benchmark_group("resolve");
+
+    let native = FlagRules::tiered();
+    group.bench_function("native", |b| {
+        b.iter(|| native.resolve(black_box(&ctx)).unwrap())
+    });
+
+    let reused = resolver(&PluginHost::new(SandboxLimits::default()).unwrap());
+    assert_eq!(reused.resolve(&ctx).unwrap(), "premium");
+    group.bench_function("wasm_reused_instance", |b| {
+        b.iter(|| reused.resolve(black_box(&ctx)).unwrap())
+    });
+
+    let fresh_host = PluginHost::new(SandboxLimits {
+        reuse_instances: false,
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let fresh = resolver(&fresh_host);
+    group.bench_function("wasm_fresh_instance", |b| {
+        b.iter(|| fresh.resolve(black_box(&ctx)).unwrap())
+    });
+    group.finish();
+}
+
+fn translate(c: &mut Criterion) {
+    let host = PluginHost::new(SandboxLimits::default()).unwrap();
+    let Plugin::Translator(shop) = plugin(&host, "shop_translator.wasm") else {
+        unreachable!("shop-translator is a translator")
+    };
+    let ru = Lang::parse("ru").unwrap();
+    let keys = [
+        "shop.start.desc",
+        "shop.help.desc",
+        "shop.catalog.desc",
+        "shop.cart.desc",
+        "shop.orders.desc",
+        "shop.profile.desc",
+        "shop.deals.desc",
+        "shop.stats.desc",
+        "shop.broadcast.desc",
+        "shop.ban.desc",
+        "shop.appeal.desc",
+    ];
+    assert!(shop.translate_batch(&keys, ru).iter().all(Option::is_some));
+    let mut group = c.benchmark_group("translate");
+    group.bench_function("wasm_one_key", |b| {
+        b.iter(|| shop.translate(black_box("shop.cart.desc"), ru))
+    });
+    group.bench_function("wasm_batch_11_keys", |b| {
+        b.iter(|| shop.translate_batch(black_box(&keys), ru))
+    });
+    group.bench_function("wasm_11_single_calls", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|k| shop.translate(black_box(k), ru))
+                .collect::<Vec<_>>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, resolve, translate);
+criterion_main!(benches);

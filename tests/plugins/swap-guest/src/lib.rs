@@ -1,0 +1,16 @@
+//! Plugin `swappable` answering `guest` for everyone: one half of the hot-swap tests.
+use cmdscope_plugin_sdk::{Resolver, ResolverInfo, UserContext, export_resolver};
+
+struct Plugin;
+
+impl Resolver for Plugin {
+    fn info() -> ResolverInfo {
+        ResolverInfo::new("swappable", "1.0.0", &["guest", "admin"])
+    }
+
+    fn resolve(_: UserContext) -> Result<String, String> {
+        Ok("guest".into())
+    }
+}
+
+export_resolver!(Plugin);
