@@ -6,6 +6,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod common;
+use common::guest_admin_config;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cmdscope");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml");
 
@@ -290,7 +293,7 @@ fn plugins_check_lists_each_file_or_why_it_was_rejected() {
 
     // Against a config without `banned`: the resolver is reported too.
     let cfg = dir.path().join("small.toml");
-    std::fs::write(&cfg, "default_profile = \"guest\"\n[commands.start]\n[profiles.guest]\ninclude = [\"start\"]\n[profiles.admin]\ninclude = [\"start\"]\n").unwrap();
+    std::fs::write(&cfg, guest_admin_config("tiered-resolver")).unwrap();
     let out = run(&["plugins", "check", d, "--config", cfg.to_str().unwrap()]);
     assert!(stdout(&out).contains("tiered-resolver.wasm: rejected: may return profiles the config does not define: banned, premium, user"), "{}", stdout(&out));
 }
@@ -354,11 +357,7 @@ fn resolve_prints_profile_source_and_menu() {
 fn resolve_reports_a_failing_plugin_and_still_answers() {
     let dir = plugin_folder(&["panicking"]);
     let cfg = dir.path().join("bot.toml");
-    std::fs::write(
-        &cfg,
-        "default_profile = \"guest\"\nresolver = \"panicking\"\n[commands.start]\n[profiles.guest]\ninclude = [\"start\"]\n[profiles.admin]\ninclude = [\"start\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, guest_admin_config("panicking")).unwrap();
     let out = run(&[
         "resolve",
         "--config",
@@ -386,11 +385,7 @@ fn resolve_reports_a_failing_plugin_and_still_answers() {
 fn watch_prints_json_lines_and_exits_on_sigterm() {
     let dir = plugin_folder(&["swap-guest"]);
     let cfg = dir.path().join("bot.toml");
-    std::fs::write(
-        &cfg,
-        "default_profile = \"guest\"\nresolver = \"swappable\"\n[commands.start]\n[profiles.guest]\ninclude = [\"start\"]\n[profiles.admin]\ninclude = [\"start\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, guest_admin_config("swappable")).unwrap();
     let cache = dir.path().join("cache");
     let mut child = Command::new(BIN)
         .args([

@@ -16,21 +16,7 @@ use cmdscope::plugin::{
 use cmdscope::{Resolver, UserContext};
 use tokio::sync::broadcast::Receiver;
 
-use common::plugin_bytes;
-
-const CONFIG: &str = r#"
-default_profile = "guest"
-resolver = "swappable"
-[commands.start]
-[commands.admin]
-[profiles.guest]
-include = ["start"]
-[profiles.admin]
-include = ["start", "admin"]
-[[scopes]]
-scope = "default"
-profile = "guest"
-"#;
+use common::{guest_admin_config, plugin_bytes};
 
 struct Folder {
     dir: tempfile::TempDir,
@@ -45,7 +31,7 @@ impl Folder {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("resolver.wasm"), plugin_bytes("swap-guest")).unwrap();
         let config = Arc::new(
-            Config::parse(CONFIG, Format::Toml, "hot.toml")
+            Config::parse(&guest_admin_config("swappable"), Format::Toml, "hot.toml")
                 .unwrap()
                 .config,
         );

@@ -14,7 +14,7 @@ use cmdscope::plugin::{
 use cmdscope::resolve::ResolveError;
 use cmdscope::{Lang, Resolver, Translator, UserContext};
 
-use common::{plugin_bytes, plugin_path};
+use common::{guest_admin_config, plugin_bytes, plugin_path};
 
 fn host() -> PluginHost {
     PluginHost::new(SandboxLimits::default()).unwrap()
@@ -291,22 +291,6 @@ fn a_plugin_that_keeps_crashing_is_quarantined_then_probed() {
     assert!(!r.is_quarantined());
 }
 
-const HOSTILE_CONFIG: &str = r#"
-default_profile = "guest"
-resolver = "unknown-profile"
-[commands.start]
-descriptions = { en = "Start" }
-[commands.admin]
-descriptions = { en = "Admin" }
-[profiles.guest]
-include = ["start"]
-[profiles.admin]
-include = ["start", "admin"]
-[[scopes]]
-scope = "default"
-profile = "guest"
-"#;
-
 fn config(text: &str) -> cmdscope::Config {
     cmdscope::Config::parse(text, cmdscope::config::Format::Toml, "test.toml")
         .unwrap()
@@ -324,7 +308,7 @@ fn plugin_folder(names: &[&str]) -> tempfile::TempDir {
 
 #[tokio::test]
 async fn an_unknown_profile_falls_back_to_the_default_profile() {
-    let config = config(HOSTILE_CONFIG);
+    let config = config(&guest_admin_config("unknown-profile"));
     let dir = plugin_folder(&["unknown-profile"]);
     let host = PluginHost::new(config.sandbox.clone()).unwrap();
     let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
@@ -346,7 +330,7 @@ async fn an_unknown_profile_falls_back_to_the_default_profile() {
 #[test]
 fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
     // The tiered resolver declares banned, admin, premium, user and guest; this config has two.
-    let config = config(&HOSTILE_CONFIG.replace("unknown-profile", "tiered-resolver"));
+    let config = config(&guest_admin_config("tiered-resolver"));
     let dir = plugin_folder(&["tiered-resolver", "socket-importer"]);
     let host = PluginHost::new(config.sandbox.clone()).unwrap();
     let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
@@ -378,7 +362,7 @@ fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
 
 #[test]
 fn two_plugins_with_one_name_keep_the_first() {
-    let config = config(HOSTILE_CONFIG);
+    let config = config(&guest_admin_config("unknown-profile"));
     let dir = plugin_folder(&["unknown-profile"]);
     std::fs::copy(
         plugin_path("unknown-profile"),
@@ -397,7 +381,8 @@ fn two_plugins_with_one_name_keep_the_first() {
 #[test]
 fn config_sandbox_limits_reach_the_host() {
     let config = config(&format!(
-        "{HOSTILE_CONFIG}\n[sandbox]\ntimeout_ms = 5\nmemory_mib = 4\n"
+        "{}\n[sandbox]\ntimeout_ms = 5\nmemory_mib = 4\n",
+        guest_admin_config("spin")
     ));
     assert_eq!(config.sandbox.timeout, Duration::from_millis(5));
     let host = PluginHost::new(config.sandbox.clone()).unwrap();

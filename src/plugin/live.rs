@@ -148,7 +148,7 @@ impl LivePlugins {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// The events a fresh start produced, for callers that subscribe after `open`.
+    /// The plugins serving now, by name.
     pub fn current(&self) -> Vec<(String, Plugin)> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<(String, Plugin)> = slots
@@ -321,12 +321,7 @@ impl LivePlugins {
                 .unwrap_or_default();
             return Err(LoadError::DuplicateName(info.name.clone(), other));
         }
-        if let Plugin::Resolver(r) = &plugin {
-            let missing = r.profiles_missing_from(|p| self.config.profiles.contains_key(p));
-            if !missing.is_empty() {
-                return Err(LoadError::UnknownProfiles(missing));
-            }
-        }
+        plugin.check_profiles(&self.config)?;
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         let clash = matches!(
             (slots.get(&info.name), &plugin),

@@ -120,6 +120,25 @@ impl Plugin {
             Plugin::Translator(t) => &t.info,
         }
     }
+
+    /// A resolver must only be able to return profiles the config defines.
+    pub fn check_profiles(&self, config: &Config) -> Result<(), LoadError> {
+        let Plugin::Resolver(r) = self else {
+            return Ok(());
+        };
+        let missing: Vec<String> = r
+            .info
+            .profiles
+            .iter()
+            .filter(|p| !config.profiles.contains_key(*p))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError::UnknownProfiles(missing))
+        }
+    }
 }
 
 impl fmt::Debug for Plugin {
@@ -330,12 +349,7 @@ impl PluginSet {
                 other.info().file.clone(),
             ));
         }
-        if let Plugin::Resolver(r) = &plugin {
-            let missing = r.profiles_missing_from(|p| config.profiles.contains_key(p));
-            if !missing.is_empty() {
-                return Err(LoadError::UnknownProfiles(missing));
-            }
-        }
+        plugin.check_profiles(config)?;
         Ok(plugin)
     }
 
@@ -435,16 +449,6 @@ pub struct WasmResolver {
 impl WasmResolver {
     pub fn info(&self) -> &PluginInfo {
         &self.info
-    }
-
-    /// Profiles this plugin may return that the given set lacks.
-    pub fn profiles_missing_from<'a>(&'a self, known: impl Fn(&str) -> bool + 'a) -> Vec<String> {
-        self.info
-            .profiles
-            .iter()
-            .filter(|p| !known(p))
-            .cloned()
-            .collect()
     }
 
     /// True while the plugin is quarantined after repeated crashes.

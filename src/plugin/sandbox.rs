@@ -52,27 +52,44 @@ pub(crate) struct PluginState {
     budget: CallBudget,
 }
 
-/// The running call's time budget. The deadline is CPU time of the calling thread, not wall
-/// time: on a loaded machine a thread may wait for a core longer than the whole deadline, and
-/// that must not count against the plugin. Wall time is capped too, far above the deadline.
+/// The running call's time budget.
+///
+/// The deadline is wall time, but a call past it is only stopped once it is seen using the CPU:
+/// on a loaded machine a thread may wait for a core longer than the whole deadline, and that
+/// must not fail the call. So past the deadline the thread's CPU clock is read (only then: the
+/// read is a system call, about a microsecond) and the call gets one more deadline window; if it
+/// used at least half of that window's time on the CPU it is spinning and is interrupted,
+/// otherwise it was starved and gets another window. Wall time is capped at 20x the deadline
+/// (at least 1 s) whatever happens. A CPU-bound plugin is thus stopped after about two deadlines.
 #[derive(Clone, Copy)]
 struct CallBudget {
-    cpu_at_start: Duration,
     wall_at_start: std::time::Instant,
+    /// CPU clock of the thread when the current grace window opened.
+    window_cpu_start: Option<Duration>,
 }
 
 impl CallBudget {
     fn now() -> CallBudget {
         CallBudget {
-            cpu_at_start: thread_cpu_time(),
             wall_at_start: std::time::Instant::now(),
+            window_cpu_start: None,
         }
     }
 
-    fn exhausted(&self, cpu_limit: Duration) -> bool {
-        let wall_limit = (cpu_limit * 20).max(Duration::from_secs(1));
-        thread_cpu_time().saturating_sub(self.cpu_at_start) >= cpu_limit
-            || self.wall_at_start.elapsed() >= wall_limit
+    /// Called each time the epoch deadline passes.
+    fn on_deadline(&mut self, deadline: Duration, deadline_ticks: u64) -> wasmtime::UpdateDeadline {
+        let wall_cap = (deadline * 20).max(Duration::from_secs(1));
+        if self.wall_at_start.elapsed() >= wall_cap {
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        let cpu_now = thread_cpu_time();
+        if let Some(window_start) = self.window_cpu_start
+            && cpu_now.saturating_sub(window_start) >= deadline / 2
+        {
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        self.window_cpu_start = Some(cpu_now);
+        wasmtime::UpdateDeadline::Continue(deadline_ticks)
     }
 }
 
@@ -194,15 +211,10 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        // The epoch deadline (set per call to the timeout) is only a check point: past it, the
-        // call continues tick by tick while its thread has used less CPU than the timeout.
-        let cpu_limit = self.limits.timeout;
-        store.epoch_deadline_callback(move |ctx| {
-            Ok(if ctx.data().budget.exhausted(cpu_limit) {
-                wasmtime::UpdateDeadline::Interrupt
-            } else {
-                wasmtime::UpdateDeadline::Continue(1)
-            })
+        // The epoch deadline (set per call to the timeout) is a check point, see `CallBudget`.
+        let (deadline, ticks) = (self.limits.timeout, self.deadline_ticks());
+        store.epoch_deadline_callback(move |mut ctx| {
+            Ok(ctx.data_mut().budget.on_deadline(deadline, ticks))
         });
         store
     }

@@ -74,3 +74,22 @@ pub fn plugin_path(crate_name: &str) -> std::path::PathBuf {
 pub fn plugin_bytes(crate_name: &str) -> Vec<u8> {
     std::fs::read(plugin_path(crate_name)).expect("the build script built this plugin")
 }
+
+/// A small config with profiles `guest` and `admin` that names `resolver` as its resolver plugin.
+pub fn guest_admin_config(resolver: &str) -> String {
+    format!(
+        r#"
+default_profile = "guest"
+resolver = "{resolver}"
+[commands.start]
+[commands.admin]
+[profiles.guest]
+include = ["start"]
+[profiles.admin]
+include = ["start", "admin"]
+[[scopes]]
+scope = "default"
+profile = "guest"
+"#
+    )
+}

@@ -43,10 +43,10 @@ pub mod translator_world {
 }
 
 pub use resolver_world::cmdscope::plugin::host::{LogLevel, log, setting};
-pub use resolver_world::export_resolver;
-pub use translator_world::export_translator;
 pub use resolver_world::cmdscope::plugin::types::{ChatType, Flag, FlagValue, UserContext};
+pub use resolver_world::export_resolver;
 pub use resolver_world::exports::cmdscope::plugin::resolver::{Guest as Resolver, ResolverInfo};
+pub use translator_world::export_translator;
 pub use translator_world::exports::cmdscope::plugin::translator::{
     Guest as Translator, TranslatorInfo,
 };
@@ -66,7 +66,10 @@ impl UserContext {
 
     /// Adds a flag, for tests.
     pub fn with(mut self, name: &str, value: FlagValue) -> Self {
-        self.flags.push(Flag { name: name.to_string(), value });
+        self.flags.push(Flag {
+            name: name.to_string(),
+            value,
+        });
         self
     }
 

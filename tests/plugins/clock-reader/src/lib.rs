@@ -12,8 +12,15 @@ impl Resolver for Plugin {
         let _ = ctx;
         let first = std::time::SystemTime::now();
         let second = std::time::SystemTime::now();
-        let since = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        cmdscope_plugin_sdk::log(cmdscope_plugin_sdk::LogLevel::Info, &format!("clock {} {}", since(first), since(second)));
+        let since = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        };
+        cmdscope_plugin_sdk::log(
+            cmdscope_plugin_sdk::LogLevel::Info,
+            &format!("clock {} {}", since(first), since(second)),
+        );
         Err(format!("clock {} {}", since(first), since(second)))
     }
 }

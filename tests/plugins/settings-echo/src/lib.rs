@@ -11,7 +11,10 @@ impl Resolver for Plugin {
     fn resolve(ctx: UserContext) -> Result<String, String> {
         let _ = ctx;
         let profile = cmdscope_plugin_sdk::setting("profile");
-        cmdscope_plugin_sdk::log(cmdscope_plugin_sdk::LogLevel::Warn, &format!("setting profile = {profile:?}"));
+        cmdscope_plugin_sdk::log(
+            cmdscope_plugin_sdk::LogLevel::Warn,
+            &format!("setting profile = {profile:?}"),
+        );
         println!("stdout goes to the host log");
         profile.ok_or_else(|| "no `profile` setting".to_string())
     }
