@@ -7,6 +7,7 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+use cmdscope::output_cache::{CacheSettings, CachedResolver};
 use cmdscope::plugin::{Plugin, PluginHost, PluginSettings, SandboxLimits};
 use cmdscope::resolve::FlagRules;
 use cmdscope::{Lang, Resolver, Translator, UserContext};
@@ -50,6 +51,31 @@ fn resolve(c: &mut Criterion) {
     let fresh = resolver(&fresh_host);
     group.bench_function("wasm_fresh_instance", |b| {
         b.iter(|| fresh.resolve(black_box(&ctx)).unwrap())
+    });
+
+    // The output cache in front of the wasm resolver.
+    let cached = CachedResolver::new(reused.clone(), &CacheSettings::default());
+    cached.resolve(&ctx).unwrap();
+    group.bench_function("cached_hit", |b| {
+        b.iter(|| cached.resolve(black_box(&ctx)).unwrap())
+    });
+    let mut user = 1_000_000;
+    group.bench_function("cached_miss", |b| {
+        b.iter(|| {
+            user += 1;
+            cached
+                .resolve(&UserContext::private(user).flag("registered", true))
+                .unwrap()
+        })
+    });
+    // What a hit is made of: hashing the context.
+    group.bench_function("cost_hash_context_xxh3", |b| {
+        b.iter(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            black_box(&ctx).hash(&mut h);
+            h.finish()
+        })
     });
     group.finish();
 }

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::deliver::BotApi;
 use crate::manager::CommandManager;
 use crate::menu::{Menu, MenuNote, MenuTable};
+use crate::output_cache::{CacheStats, CachedResolver};
 use crate::plan::Plan;
 use crate::resolve::{
     NoTranslator, ResolveError, Resolver, StaticResolver, Translator, UserContext,
@@ -48,11 +49,24 @@ impl EngineBuilder {
             tracing::warn!(config = %self.config.source, "{warning}");
         }
         let plan = Plan::build(&self.config, &menus);
+        // Cache the resolver's answers when it can promise they are pure (plugins can).
+        let cache =
+            (self.config.cache.capacity > 0 && self.resolver.identity().is_some()).then(|| {
+                Arc::new(CachedResolver::new(
+                    self.resolver.clone(),
+                    &self.config.cache,
+                ))
+            });
+        let resolver = match &cache {
+            Some(c) => c.clone() as Arc<dyn Resolver>,
+            None => self.resolver,
+        };
         Engine {
             config: self.config,
             menus,
             plan,
-            resolver: self.resolver,
+            resolver,
+            cache,
         }
     }
 
@@ -68,7 +82,9 @@ pub struct Engine {
     config: Config,
     menus: MenuTable,
     plan: Plan,
+    /// The resolver, behind the output cache when there is one.
     resolver: Arc<dyn Resolver>,
+    cache: Option<Arc<CachedResolver>>,
 }
 
 impl Engine {
@@ -91,6 +107,29 @@ impl Engine {
         &self.plan
     }
 
+    /// The resolver output cache, when the resolver is cacheable and `[cache] capacity > 0`.
+    pub fn output_cache(&self) -> Option<&Arc<CachedResolver>> {
+        self.cache.as_ref()
+    }
+
+    /// Forgets cached answers for one user (their state changed outside the context).
+    pub fn invalidate_user(&self, user_id: i64) {
+        if let Some(c) = &self.cache {
+            c.invalidate_user(user_id);
+        }
+    }
+
+    /// Forgets every cached answer.
+    pub fn invalidate_all(&self) {
+        if let Some(c) = &self.cache {
+            c.invalidate_all();
+        }
+    }
+
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
     /// Missing or shortened translations met while building the menus.
     pub fn notes(&self) -> &[MenuNote] {
         self.menus.notes()
@@ -103,8 +142,11 @@ impl Engine {
     }
 
     /// `resolve`, off the async worker threads when the resolver may block (a sandboxed
-    /// plugin may run up to its deadline).
+    /// plugin may run up to its deadline). Cache hits are answered on the spot.
     pub async fn resolve_async(&self, ctx: &UserContext) -> Resolution {
+        if let Some(profile) = self.cache.as_ref().and_then(|c| c.cached(ctx)) {
+            return self.resolution(ctx, Ok(profile));
+        }
         if !self.resolver.may_block() {
             return self.resolve(ctx);
         }

@@ -3,6 +3,7 @@
 //! Data flows one way: config and user context -> profile -> command lists -> desired menus ->
 //! diff -> delivery. See `ARCHITECTURE.md` for the code map.
 
+pub mod catalog;
 pub mod config;
 pub mod deliver;
 #[cfg(feature = "emulator")]
@@ -11,9 +12,11 @@ pub mod engine;
 pub mod limits;
 pub mod manager;
 pub mod menu;
+pub mod output_cache;
 pub mod plan;
 pub mod resolve;
 pub mod scope;
+pub mod sources;
 pub mod sync;
 
 pub use config::Config;

@@ -117,7 +117,10 @@ pub struct MenuTable {
 
 impl MenuTable {
     pub fn build(config: &Config, translator: &dyn Translator) -> MenuTable {
-        let builder = Builder { config, translator };
+        let builder = Builder {
+            config,
+            translated: prefetch(config, translator),
+        };
         let mut menus = HashMap::new();
         let mut notes = Vec::new();
         // Descriptions depend on the command and language only: build each once, share them.
@@ -190,22 +193,50 @@ impl MenuTable {
 
 struct Builder<'a> {
     config: &'a Config,
-    translator: &'a dyn Translator,
+    /// Translator answers by (command, language), fetched one batch per language.
+    translated: HashMap<(&'a str, Lang), String>,
+}
+
+/// Asks the translator once per language for every command without an inline description
+/// there: a plugin translator is crossed once per language, not once per command.
+fn prefetch<'a>(
+    config: &'a Config,
+    translator: &dyn Translator,
+) -> HashMap<(&'a str, Lang), String> {
+    let mut out = HashMap::new();
+    for &lang in &config.languages {
+        let wanted: Vec<(&'a str, String)> = config
+            .commands
+            .values()
+            .filter(|c| !c.descriptions.contains_key(&lang))
+            .map(|c| (c.name.as_str(), c.translation_key(&config.i18n_key_prefix)))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
+        let texts = translator.translate_batch(&keys, lang);
+        for ((name, _), text) in wanted.into_iter().zip(texts) {
+            if let Some(text) = text {
+                out.insert((name, lang), text);
+            }
+        }
+    }
+    out
 }
 
 impl Builder<'_> {
-    /// Inline description, else the translator, in `language`.
+    /// Inline description, else the translator's, in `language`.
     fn lookup(
         &self,
         cmd: &CommandSpec,
-        key: &str,
         language: Lang,
         notes: &mut Vec<MenuNote>,
     ) -> Option<String> {
         if let Some(text) = cmd.descriptions.get(&language) {
             return Some(text.clone());
         }
-        let text = self.translator.translate(key, language)?;
+        let text = self.translated.get(&(cmd.name.as_str(), language))?;
         let text = text.trim();
         if text.is_empty() {
             return None;
@@ -227,11 +258,11 @@ impl Builder<'_> {
     fn describe(&self, cmd: &CommandSpec, language: Lang, notes: &mut Vec<MenuNote>) -> BotCommand {
         let key = cmd.translation_key(&self.config.i18n_key_prefix);
         let fallback = self.config.fallback_language;
-        let description = match self.lookup(cmd, &key, language, notes) {
+        let description = match self.lookup(cmd, language, notes) {
             Some(text) => text,
             None => {
                 let (text, used) = match (language != fallback)
-                    .then(|| self.lookup(cmd, &key, fallback, notes))
+                    .then(|| self.lookup(cmd, fallback, notes))
                     .flatten()
                 {
                     Some(text) => (text, Fallback::FallbackLanguage(fallback)),

@@ -170,6 +170,23 @@ pub trait Resolver: Send + Sync {
     fn may_block(&self) -> bool {
         false
     }
+
+    /// What the answers depend on besides the context (a plugin's sha256, a rule set's
+    /// fingerprint). Two calls with the same identity and context give the same answer, which
+    /// is what makes caching exact. `None`: not cacheable (it may read state nobody sees).
+    fn identity(&self) -> Option<Arc<str>> {
+        None
+    }
+
+    /// Resolves and says which identity answered, from one snapshot: a hot-swapped resolver
+    /// may change between `identity()` and `resolve()`, and a cache must not file an answer of
+    /// the new version under the old one.
+    fn resolve_identified(
+        &self,
+        ctx: &UserContext,
+    ) -> (Option<Arc<str>>, Result<String, ResolveError>) {
+        (self.identity(), self.resolve(ctx))
+    }
 }
 
 /// Gives text for a translation key in a language, or `None` when it has none.
@@ -219,6 +236,9 @@ impl Resolver for StaticResolver {
     fn name(&self) -> &str {
         "static"
     }
+    fn identity(&self) -> Option<Arc<str>> {
+        Some(Arc::from(format!("static:{}", self.0)))
+    }
     fn resolve(&self, _: &UserContext) -> Result<String, ResolveError> {
         Ok(self.0.clone())
     }
@@ -260,6 +280,13 @@ impl FlagRules {
 impl Resolver for FlagRules {
     fn name(&self) -> &str {
         "flag-rules"
+    }
+    /// Pure: the answer depends on the rules and the context only.
+    fn identity(&self) -> Option<Arc<str>> {
+        Some(Arc::from(format!(
+            "flag-rules:{:?}->{}",
+            self.rules, self.otherwise
+        )))
     }
     fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
         let hit = self.rules.iter().find(|(flag, _)| ctx.is(flag));
@@ -310,6 +337,25 @@ pub struct TranslatorChain(pub Vec<Arc<dyn Translator>>);
 impl Translator for TranslatorChain {
     fn translate(&self, key: &str, language: Lang) -> Option<String> {
         self.0.iter().find_map(|t| t.translate(key, language))
+    }
+
+    /// One batch per translator, each asked only for what the ones before it lacked.
+    fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
+        let mut out = vec![None; keys.len()];
+        for translator in &self.0 {
+            let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+            if missing.is_empty() {
+                break;
+            }
+            let asked: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
+            for (i, text) in missing
+                .into_iter()
+                .zip(translator.translate_batch(&asked, language))
+            {
+                out[i] = text;
+            }
+        }
+        out
     }
 }
 

@@ -436,3 +436,65 @@ fn watch_prints_json_lines_and_exits_on_sigterm() {
     assert!(child.wait().unwrap().success(), "exits cleanly on SIGTERM");
     assert!(cache.is_dir(), "compiled cache created");
 }
+
+#[test]
+fn catalogs_from_files_fill_descriptions_in_chain_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let locales = dir.path().join("locales");
+    std::fs::create_dir(&locales).unwrap();
+    std::fs::write(
+        locales.join("ru.json"),
+        r#"{"bot.start.desc": "Старт (json)"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        locales.join("ru.ftl"),
+        "bot-start-desc = Старт (ftl)\nbot-help-desc = Помощь (ftl)\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("bot.toml");
+    let config = |translators: &str| {
+        format!(
+            "languages = [\"en\", \"ru\"]\ni18n_key_prefix = \"bot\"\ndefault_profile = \"guest\"\ntranslators = [{translators}]\n[commands.start]\ndescriptions = {{ en = \"Start\" }}\n[commands.help]\ndescriptions = {{ en = \"Help\" }}\n[profiles.guest]\ninclude = [\"start\", \"help\"]\n[[scopes]]\nscope = \"default\"\nprofile = \"guest\"\nlanguages = [\"ru\"]\n"
+        )
+    };
+    // Relative folders are taken from the config file's folder, whatever the working directory.
+    std::fs::write(&cfg, config("\"json:locales\", \"fluent:locales\"")).unwrap();
+    let out = run(&[
+        "plan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let ru = &plan["lists"][0]["commands"];
+    assert_eq!(ru[0]["description"], "Старт (json)", "first answer wins");
+    assert_eq!(
+        ru[1]["description"], "Помощь (ftl)",
+        "missing keys fall through the chain"
+    );
+
+    std::fs::write(
+        locales.join("ru.json"),
+        "{\n\"bot.start.desc\": \"x\",\n oops\n}",
+    )
+    .unwrap();
+    let out = run(&["plan", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ru.json:3: "), "{err}");
+
+    std::fs::write(&cfg, config("\"yaml:locales\"")).unwrap();
+    let out = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("translators[0]: unknown catalog format `yaml`"),
+        "{}",
+        stdout(&out)
+    );
+}

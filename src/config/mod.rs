@@ -31,6 +31,8 @@ use crate::scope::{Lang, Scope};
 pub struct Config {
     /// Where the config came from, for messages.
     pub source: String,
+    /// The folder relative paths in the config (catalogs) are taken from: the file's folder.
+    pub base_dir: std::path::PathBuf,
     pub languages: Vec<Lang>,
     pub fallback_language: Lang,
     pub i18n_key_prefix: String,
@@ -46,6 +48,8 @@ pub struct Config {
     /// `[plugins.<name>]` tables, values as text (strings as-is, others as JSON).
     pub plugin_settings: BTreeMap<String, BTreeMap<String, String>>,
     pub sandbox: SandboxLimits,
+    /// Resolver output cache (`[cache]`).
+    pub cache: crate::output_cache::CacheSettings,
 }
 
 /// Bounds every plugin call runs within (`[sandbox]`).
@@ -160,7 +164,9 @@ impl Config {
                 "check the path and its permissions",
             ))
         })?;
-        Config::parse(&text, Format::from_path(path), &source)
+        let mut loaded = Config::parse(&text, Format::from_path(path), &source)?;
+        loaded.config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(loaded)
     }
 
     /// Parses and validates config text. `source` names it in messages.

@@ -26,6 +26,14 @@ pub(super) struct RawConfig {
     /// Per-plugin settings: `[plugins.<name>]`.
     pub plugins: IndexMap<String, IndexMap<String, serde_json::Value>>,
     pub sandbox: RawSandbox,
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawCache {
+    pub capacity: Option<u64>,
+    pub ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,7 +89,9 @@ const TOP_KEYS: &[&str] = &[
     "translators",
     "plugins",
     "sandbox",
+    "cache",
 ];
+const CACHE_KEYS: &[&str] = &["capacity", "ttl_s"];
 const SANDBOX_KEYS: &[&str] = &[
     "timeout_ms",
     "memory_mib",
@@ -158,6 +168,7 @@ fn unknown_key(file: &str, segments: &[Segment]) -> Diagnostic {
         [Segment::Key(t), _, _] if t == "profiles" => PROFILE_KEYS,
         [Segment::Key(t), Segment::Index(_), _] if t == "scopes" => SCOPE_KEYS,
         [Segment::Key(t), _] if t == "sandbox" => SANDBOX_KEYS,
+        [Segment::Key(t), _] if t == "cache" => CACHE_KEYS,
         _ => &[],
     };
     let fix = match suggest(key, known.iter().copied()) {

@@ -71,7 +71,17 @@ pub(super) fn validate(
     let scopes = scopes(&raw.scopes, &languages, &profiles, &mut r);
     warn_empty_profiles(&profiles, &mut r);
     let sandbox = sandbox(&raw.sandbox, &mut r);
+    let cache = cache(&raw, &mut r);
     let plugin_settings = plugin_settings(&raw, &mut r);
+    for (i, entry) in raw.translators.iter().enumerate() {
+        if let Err(e) = crate::catalog::TranslatorSource::parse(entry, std::path::Path::new(".")) {
+            r.error(
+                format!("translators[{i}]"),
+                e,
+                "name a translator plugin, or a catalog folder as json:DIR or fluent:DIR",
+            );
+        }
+    }
     for (path, name) in raw
         .resolver
         .iter()
@@ -98,6 +108,7 @@ pub(super) fn validate(
     Ok(Loaded {
         config: Config {
             source: file.to_string(),
+            base_dir: std::path::PathBuf::from("."),
             languages,
             fallback_language,
             i18n_key_prefix,
@@ -110,6 +121,7 @@ pub(super) fn validate(
             translators: raw.translators.clone(),
             plugin_settings,
             sandbox,
+            cache,
         },
         warnings: r.warnings,
     })
@@ -641,4 +653,24 @@ fn plugin_settings(
         out.insert(plugin.clone(), settings);
     }
     out
+}
+
+/// `[cache]`: capacity 0 turns caching off; `ttl_s = 0` keeps answers until evicted.
+fn cache(raw: &RawConfig, r: &mut Report) -> crate::output_cache::CacheSettings {
+    let mut settings = crate::output_cache::CacheSettings::default();
+    if let Some(capacity) = raw.cache.capacity {
+        if capacity > 100_000_000 {
+            r.error(
+                "cache.capacity",
+                format!("{capacity} entries is out of range"),
+                "use 0 (off) to 100000000",
+            );
+        } else {
+            settings.capacity = capacity;
+        }
+    }
+    if let Some(ttl) = raw.cache.ttl_s {
+        settings.ttl = (ttl > 0).then(|| std::time::Duration::from_secs(ttl));
+    }
+    settings
 }

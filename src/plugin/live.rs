@@ -109,7 +109,11 @@ pub struct LivePlugins {
     slots: RwLock<HashMap<String, Slot>>,
     generation: AtomicU64,
     events: broadcast::Sender<ReloadEvent>,
+    /// Run after every swap, with the plugin name, before the event is sent.
+    swap_hooks: RwLock<Vec<SwapHook>>,
 }
+
+type SwapHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl LivePlugins {
     /// A host for the folder `dir`, holding nothing yet: subscribe, then [`rescan`](Self::rescan)
@@ -130,9 +134,19 @@ impl LivePlugins {
             slots: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             events,
+            swap_hooks: RwLock::new(Vec::new()),
         });
         std::fs::read_dir(dir)?;
         Ok(live)
+    }
+
+    /// Runs `hook(plugin name)` after every swap, before the event goes out: output caches
+    /// drop the replaced version's entries here, so a reload is seen at once.
+    pub fn on_swap(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.swap_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
     }
 
     /// Events from now on. A slow subscriber misses the oldest events, never blocks reloads.
@@ -277,6 +291,14 @@ impl LivePlugins {
             Ok(plugin) => {
                 let name = plugin.info().name.clone();
                 let kind = self.swap(&name, plugin);
+                for hook in self
+                    .swap_hooks
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                {
+                    hook(&name);
+                }
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 entry.plugin = Some(name.clone());
                 folder.files.insert(path.to_path_buf(), entry);
@@ -470,6 +492,18 @@ impl Resolver for HotResolver {
 
     fn may_block(&self) -> bool {
         true
+    }
+
+    fn identity(&self) -> Option<Arc<str>> {
+        self.slot.load().identity()
+    }
+
+    fn resolve_identified(
+        &self,
+        ctx: &UserContext,
+    ) -> (Option<Arc<str>>, Result<String, ResolveError>) {
+        let current = self.slot.load_full();
+        (current.identity(), current.resolve(ctx))
     }
 }
 

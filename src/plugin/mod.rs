@@ -240,6 +240,7 @@ impl PluginHost {
                 check_name(&info)?;
                 instances.configure(&info.name, settings);
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
+                    identity: identity(&info, settings),
                     breaker: Breaker::new(
                         self.sandbox.limits.failure_threshold,
                         self.sandbox.limits.cooldown,
@@ -304,12 +305,6 @@ pub struct Rejected {
     pub error: LoadError,
 }
 
-/// The plugins a config names: its resolver (if any) and its translator chain, in order.
-pub struct Selected {
-    pub resolver: Option<Arc<dyn Resolver>>,
-    pub translators: Vec<Arc<dyn Translator>>,
-}
-
 /// Every plugin of a folder, checked against a config: a resolver that may return a profile
 /// the config lacks is rejected, as is a second plugin of the same name.
 #[derive(Clone, Default)]
@@ -367,58 +362,30 @@ impl PluginSet {
         })
     }
 
-    /// The resolver and translator chain the config names (`resolver`, `translators`).
-    /// An error names each plugin that is not loaded, and what is.
-    pub fn selected(&self, config: &Config) -> Result<Selected, String> {
-        let mut missing = Vec::new();
-        let resolver = match &config.resolver {
-            None => None,
-            Some(name) => match self.resolver(name) {
-                Some(r) => Some(r as Arc<dyn Resolver>),
-                None => {
-                    missing.push(format!("resolver `{name}`"));
-                    None
-                }
-            },
-        };
-        let mut translators: Vec<Arc<dyn Translator>> = Vec::new();
-        for name in &config.translators {
-            match self.translator(name) {
-                Some(t) => translators.push(t),
-                None => missing.push(format!("translator `{name}`")),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(Selected {
-                resolver,
-                translators,
-            });
-        }
+    /// One line saying what loaded and what was rejected, for error messages.
+    pub fn summary(&self) -> String {
         let loaded: Vec<String> = self
             .loaded
             .iter()
             .map(|p| format!("{} ({})", p.info().name, p.info().world))
             .collect();
-        let rejected: Vec<String> = self
-            .rejected
-            .iter()
-            .map(|r| format!("{}: {}", r.file, r.error))
-            .collect();
-        let mut message = format!(
-            "{} named in {} {} not loaded; loaded: {}",
-            missing.join(", "),
-            config.source,
-            if missing.len() == 1 { "is" } else { "are" },
+        let mut text = format!(
+            "loaded: {}",
             if loaded.is_empty() {
                 "none".to_string()
             } else {
                 loaded.join(", ")
             }
         );
-        if !rejected.is_empty() {
-            message.push_str(&format!("; rejected: {}", rejected.join("; ")));
+        if !self.rejected.is_empty() {
+            let rejected: Vec<String> = self
+                .rejected
+                .iter()
+                .map(|r| format!("{}: {}", r.file, r.error))
+                .collect();
+            text.push_str(&format!("; rejected: {}", rejected.join("; ")));
         }
-        Err(message)
+        text
     }
 }
 
@@ -442,6 +409,8 @@ fn check_name(info: &PluginInfo) -> Result<(), LoadError> {
 /// A resolver plugin: `Resolver` over a sandboxed component.
 pub struct WasmResolver {
     info: PluginInfo,
+    /// sha256 of the bytes and of the plugin's settings: what its answers depend on.
+    identity: Arc<str>,
     instances: Instances<ResolverPlugin>,
     breaker: Breaker,
 }
@@ -490,6 +459,11 @@ impl Resolver for WasmResolver {
 
     fn may_block(&self) -> bool {
         true
+    }
+
+    /// The sandbox makes a plugin's answer a pure function of its bytes, context and settings.
+    fn identity(&self) -> Option<Arc<str>> {
+        Some(self.identity.clone())
     }
 }
 
@@ -568,6 +542,20 @@ fn clip(message: &str, max: usize) -> String {
         end -= 1;
     }
     message[..end].to_string()
+}
+
+/// A plugin's answers depend on its bytes and its settings (and nothing else: the sandbox
+/// grants no other input).
+fn identity(info: &PluginInfo, settings: &PluginSettings) -> Arc<str> {
+    let mut h = Sha256::new();
+    h.update(info.sha256.as_bytes());
+    for (k, v) in settings.get(&info.name).into_iter().flatten() {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    Arc::from(hex(&h.finalize()))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -15,7 +15,6 @@ use cmdscope::engine::EngineBuilder;
 use cmdscope::manager::{ListOutcome, SetupReport, Status};
 use cmdscope::plan::Plan;
 use cmdscope::plugin::{CompiledCache, PluginHost, PluginSet};
-use cmdscope::resolve::TranslatorChain;
 use cmdscope::{BotCommand, CommandManager};
 
 mod demo;
@@ -207,28 +206,32 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A manager builder for `config`, with the resolver and translators it names loaded from
-/// `plugins`. Without a plugin folder, descriptions come from the config alone (said once).
+/// An engine builder for `config`, with the resolver and translators it names: plugins from
+/// `plugins`, catalogs from files. Without a plugin folder, named plugins are skipped (said once).
 pub(crate) fn with_plugins(
     config: Config,
     plugins: Option<&Path>,
 ) -> anyhow::Result<EngineBuilder> {
-    let Some(dir) = plugins else {
-        if config.resolver.is_some() || !config.translators.is_empty() {
-            eprintln!(
-                "warning: {} names plugins but no --plugins folder was given: using default_profile and the config's own descriptions",
-                config.source
-            );
+    let set = match plugins {
+        None => None,
+        Some(dir) => {
+            let host = PluginHost::new(config.sandbox.clone())?;
+            Some(
+                PluginSet::load(&host, dir, &config)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?,
+            )
         }
-        return Ok(CommandManager::builder(config));
     };
-    let host = PluginHost::new(config.sandbox.clone())?;
-    let set = PluginSet::load(&host, dir, &config)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
-    let selected = set.selected(&config).map_err(anyhow::Error::msg)?;
-    let chain = TranslatorChain(selected.translators);
-    let mut builder = CommandManager::builder(config).translator(Arc::new(chain));
-    if let Some(resolver) = selected.resolver {
+    let sources = cmdscope::sources::assemble(&config, set.as_ref()).map_err(anyhow::Error::msg)?;
+    if !sources.skipped.is_empty() {
+        eprintln!(
+            "warning: {} names {} but no --plugins folder was given: using default_profile and the other translators",
+            config.source,
+            sources.skipped.join(", ")
+        );
+    }
+    let mut builder = CommandManager::builder(config).translator(Arc::new(sources.translator));
+    if let Some(resolver) = sources.resolver {
         builder = builder.resolver(resolver);
     }
     Ok(builder)

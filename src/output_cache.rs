@@ -1,0 +1,222 @@
+//! Caching of resolver outputs, exact by construction.
+//!
+//! An answer is filed under the resolver's *identity* (a plugin's sha256 and settings) and the
+//! whole user context. Plugins get no I/O, a fixed clock and seeded randomness, so a plugin's
+//! answer is a pure function of exactly that: a cached answer is the answer the plugin would
+//! give. A resolver that cannot promise purity (`identity() == None`, e.g. a closure reading a
+//! database) is never cached. If a later version grants plugins a capability (a clock, say),
+//! such a plugin must report no identity, or be cached only for the TTL.
+//!
+//! - Concurrent misses for one key make one call (single flight); errors are never cached.
+//! - A hot swap changes the identity, so old answers can never be served again; `invalidate_stale`
+//!   (run by the reload hook) also frees them, and only them.
+//! - Bounded by capacity and TTL (moka); hits, misses and evictions are counted.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::resolve::{ResolveError, Resolver, UserContext};
+
+/// Bounds of an output cache (`[cache]` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Entries at most; 0 disables caching.
+    pub capacity: u64,
+    /// How long an answer may be served; `None`: until evicted or invalidated.
+    pub ttl: Option<Duration>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: 100_000,
+            ttl: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// Counters of one cache, for library users and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answers served from the cache (including callers that waited on another's miss).
+    pub hits: u64,
+    /// Calls made to the resolver to fill the cache.
+    pub misses: u64,
+    /// Calls made past the cache because the resolver is not cacheable, or answered from another
+    /// version than the one looked up (a hot swap in between).
+    pub bypassed: u64,
+    /// Entries removed for capacity or TTL.
+    pub evictions: u64,
+    pub entries: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bypassed: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// One cached answer, with what it was computed from (checked on every hit, so even a 128-bit
+/// key collision cannot serve a wrong answer).
+struct Entry {
+    identity: Arc<str>,
+    ctx: UserContext,
+    profile: Arc<str>,
+}
+
+/// A [`Resolver`] with an output cache in front.
+pub struct CachedResolver {
+    inner: Arc<dyn Resolver>,
+    cache: Cache<u128, Arc<Entry>>,
+    counters: Arc<Counters>,
+}
+
+/// Why the fill closure produced nothing to cache.
+#[derive(Debug, Clone)]
+enum NotCached {
+    /// The resolver failed: errors are never cached.
+    Failed(ResolveError),
+    /// Another version answered (a swap between lookup and call): not filed, but returned.
+    OtherVersion(String),
+}
+
+impl CachedResolver {
+    pub fn new(inner: Arc<dyn Resolver>, settings: &CacheSettings) -> CachedResolver {
+        let counters = Arc::new(Counters::default());
+        let evictions = counters.clone();
+        let mut builder = Cache::builder()
+            .max_capacity(settings.capacity)
+            .support_invalidation_closures()
+            .eviction_listener(move |_key, _value, cause| {
+                if cause.was_evicted() {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        if let Some(ttl) = settings.ttl {
+            builder = builder.time_to_live(ttl);
+        }
+        CachedResolver {
+            inner,
+            cache: builder.build(),
+            counters,
+        }
+    }
+
+    fn key(identity: &str, ctx: &UserContext) -> u128 {
+        let mut h = Xxh3::new();
+        identity.hash(&mut h);
+        ctx.hash(&mut h);
+        h.digest128()
+    }
+
+    /// Forgets every answer for this user (e.g. after their flags changed in your database).
+    pub fn invalidate_user(&self, user_id: i64) {
+        // Cannot fail: the cache is built with invalidation closures enabled.
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_, e| e.ctx.user_id == user_id);
+    }
+
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Drops the answers of every version but the current one: what a reload replaced.
+    pub fn invalidate_stale(&self) {
+        let current = self.inner.identity();
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_, e| Some(&e.identity) != current.as_ref());
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.cache.run_pending_tasks();
+        CacheStats {
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            bypassed: self.counters.bypassed.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+        }
+    }
+
+    pub fn inner(&self) -> &Arc<dyn Resolver> {
+        &self.inner
+    }
+
+    /// The cached answer, if there is one, without ever calling the resolver: lets async
+    /// callers answer hits on the spot and move only misses to a blocking thread.
+    pub fn cached(&self, ctx: &UserContext) -> Option<String> {
+        let identity = self.inner.identity()?;
+        let e = self.cache.get(&CachedResolver::key(&identity, ctx))?;
+        if e.identity != identity || e.ctx != *ctx {
+            return None;
+        }
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Some(e.profile.to_string())
+    }
+
+    fn bypass(&self, ctx: &UserContext) -> Result<String, ResolveError> {
+        self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
+        self.inner.resolve(ctx)
+    }
+}
+
+impl Resolver for CachedResolver {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
+        let Some(identity) = self.inner.identity() else {
+            return self.bypass(ctx);
+        };
+        if let Some(profile) = self.cached(ctx) {
+            return Ok(profile);
+        }
+        let key = CachedResolver::key(&identity, ctx);
+        let mut filled_here = false;
+        let result = self.cache.try_get_with(key, || {
+            filled_here = true;
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            match self.inner.resolve_identified(ctx) {
+                (Some(answered), Ok(profile)) if answered == identity => Ok(Arc::new(Entry {
+                    identity: identity.clone(),
+                    ctx: ctx.clone(),
+                    profile: Arc::from(profile),
+                })),
+                (_, Ok(profile)) => Err(NotCached::OtherVersion(profile)),
+                (_, Err(e)) => Err(NotCached::Failed(e)),
+            }
+        });
+        match result {
+            // The collision guard: an entry for another context under the same key.
+            Ok(e) if e.ctx != *ctx || e.identity != identity => self.bypass(ctx),
+            Ok(e) => {
+                if !filled_here {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(e.profile.to_string())
+            }
+            Err(not_cached) => match &*not_cached {
+                NotCached::Failed(e) => Err(e.clone()),
+                NotCached::OtherVersion(profile) => Ok(profile.clone()),
+            },
+        }
+    }
+
+    fn may_block(&self) -> bool {
+        self.inner.may_block()
+    }
+
+    fn identity(&self) -> Option<Arc<str>> {
+        self.inner.identity()
+    }
+}

@@ -1,0 +1,251 @@
+//! The resolver output cache: exact (a reload or an invalidation is seen at once), single
+//! flight, never caching errors, bounded.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cmdscope::config::{Config, Format};
+use cmdscope::output_cache::{CacheSettings, CachedResolver};
+use cmdscope::plugin::{LivePlugins, PluginHost, ReloadKind, SandboxLimits};
+use cmdscope::resolve::{FnResolver, ResolveError};
+use cmdscope::{Engine, Resolver, UserContext};
+
+use common::{guest_admin_config, plugin_bytes};
+
+/// A pure resolver that counts its calls and can be slowed down or made to fail.
+struct Counting {
+    calls: AtomicUsize,
+    delay: Duration,
+    fail_first: usize,
+}
+
+impl Counting {
+    fn new() -> Arc<Counting> {
+        Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            delay: Duration::ZERO,
+            fail_first: 0,
+        })
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Resolver for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        if n < self.fail_first {
+            return Err(ResolveError::Failed("flaky".into()));
+        }
+        Ok(if ctx.is("admin") { "admin" } else { "guest" }.into())
+    }
+    fn identity(&self) -> Option<Arc<str>> {
+        Some(Arc::from("counting-v1"))
+    }
+}
+
+fn cached(inner: Arc<dyn Resolver>) -> CachedResolver {
+    CachedResolver::new(inner, &CacheSettings::default())
+}
+
+#[test]
+fn the_same_context_is_answered_from_the_cache() {
+    let counting = Counting::new();
+    let cache = cached(counting.clone());
+    let alice = UserContext::private(1).language("en").flag("admin", true);
+    assert_eq!(cache.resolve(&alice).unwrap(), "admin");
+    assert_eq!(cache.resolve(&alice).unwrap(), "admin");
+    assert_eq!(counting.calls(), 1);
+    // Any difference in the context is another key: flags, language, chat.
+    for other in [
+        alice.clone().flag("admin", false),
+        alice.clone().language("ru"),
+        UserContext::in_group(1, -5).flag("admin", true),
+    ] {
+        cache.resolve(&other).unwrap();
+    }
+    assert_eq!(counting.calls(), 4);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (1, 4, 4));
+}
+
+#[test]
+fn concurrent_misses_make_one_call() {
+    let counting = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+        delay: Duration::from_millis(200),
+        fail_first: 0,
+    });
+    let cache = Arc::new(cached(counting.clone()));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.resolve(&UserContext::private(7)).unwrap())
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), "guest");
+    }
+    assert_eq!(counting.calls(), 1, "single flight");
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.hits), (1, 7));
+}
+
+#[test]
+fn errors_are_never_cached() {
+    let counting = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+        delay: Duration::ZERO,
+        fail_first: 2,
+    });
+    let cache = cached(counting.clone());
+    let ctx = UserContext::private(3);
+    assert!(cache.resolve(&ctx).is_err());
+    assert!(cache.resolve(&ctx).is_err());
+    assert_eq!(cache.resolve(&ctx).unwrap(), "guest");
+    assert_eq!(cache.resolve(&ctx).unwrap(), "guest");
+    assert_eq!(counting.calls(), 3);
+}
+
+#[test]
+fn invalidating_a_user_forgets_only_them() {
+    let counting = Counting::new();
+    let cache = cached(counting.clone());
+    let (one, two) = (UserContext::private(1), UserContext::private(2));
+    cache.resolve(&one).unwrap();
+    cache.resolve(&two).unwrap();
+    cache.resolve(&UserContext::in_group(1, -9)).unwrap();
+    cache.invalidate_user(1);
+    cache.resolve(&two).unwrap();
+    assert_eq!(counting.calls(), 3, "user 2 still cached");
+    cache.resolve(&one).unwrap();
+    cache.resolve(&UserContext::in_group(1, -9)).unwrap();
+    assert_eq!(
+        counting.calls(),
+        5,
+        "both of user 1's contexts were dropped"
+    );
+    cache.invalidate_all();
+    cache.resolve(&two).unwrap();
+    assert_eq!(counting.calls(), 6);
+}
+
+#[test]
+fn resolvers_without_an_identity_are_never_cached() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let impure = FnResolver::new("db", move |_: &UserContext| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok("guest".to_string())
+    });
+    let cache = cached(Arc::new(impure));
+    for _ in 0..3 {
+        cache.resolve(&UserContext::private(1)).unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(cache.stats().bypassed, 3);
+}
+
+#[test]
+fn the_cache_is_bounded() {
+    let counting = Counting::new();
+    let cache = CachedResolver::new(
+        counting.clone(),
+        &CacheSettings {
+            capacity: 10,
+            ttl: None,
+        },
+    );
+    for user in 0..200 {
+        cache.resolve(&UserContext::private(user)).unwrap();
+    }
+    let stats = cache.stats();
+    assert!(stats.entries <= 10, "{stats:?}");
+    assert!(stats.evictions >= 190, "{stats:?}");
+}
+
+#[test]
+fn entries_expire_after_the_ttl() {
+    let counting = Counting::new();
+    let cache = CachedResolver::new(
+        counting.clone(),
+        &CacheSettings {
+            capacity: 100,
+            ttl: Some(Duration::from_millis(100)),
+        },
+    );
+    cache.resolve(&UserContext::private(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    cache.resolve(&UserContext::private(1)).unwrap();
+    assert_eq!(counting.calls(), 2);
+}
+
+/// Through the engine with a hot-reloaded wasm plugin: the reload is seen at once, and only the
+/// replaced plugin's entries go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_invalidates_exactly_the_replaced_plugins_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("swap.wasm"), plugin_bytes("swap-guest")).unwrap();
+    std::fs::write(
+        dir.path().join("other.wasm"),
+        plugin_bytes("unknown-profile"),
+    )
+    .unwrap();
+    let config = Config::parse(&guest_admin_config("swappable"), Format::Toml, "c.toml")
+        .unwrap()
+        .config;
+    let live = LivePlugins::new(
+        PluginHost::new(SandboxLimits::default()).unwrap(),
+        dir.path(),
+        Arc::new(config.clone()),
+    )
+    .unwrap();
+    live.rescan();
+    let engine = Engine::builder(config.clone())
+        .resolver(Arc::new(live.resolver("swappable").unwrap()))
+        .engine();
+    let other = Engine::builder(config)
+        .resolver(Arc::new(live.resolver("unknown-profile").unwrap()))
+        .engine();
+    for e in [&engine, &other] {
+        let c = e.output_cache().expect("plugins are cacheable").clone();
+        live.on_swap(move |_| c.invalidate_stale());
+    }
+    let user = UserContext::private(1);
+    assert_eq!(engine.resolve_async(&user).await.profile, "guest");
+    assert_eq!(other.resolve_async(&user).await.profile, "guest");
+    assert_eq!(engine.resolve_async(&user).await.profile, "guest");
+    assert_eq!(engine.cache_stats().unwrap().hits, 1);
+
+    let mut events = live.subscribe();
+    let tmp = dir.path().join("incoming.tmp");
+    std::fs::write(&tmp, plugin_bytes("swap-admin")).unwrap();
+    std::fs::rename(&tmp, dir.path().join("swap.wasm")).unwrap();
+    live.rescan();
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.event, ReloadKind::Reloaded);
+    // Seen at once: the very next call answers from the new version.
+    assert_eq!(engine.resolve_async(&user).await.profile, "admin");
+    let stats = engine.cache_stats().unwrap();
+    assert_eq!(
+        (stats.misses, stats.entries),
+        (2, 1),
+        "the old version's entry is gone: {stats:?}"
+    );
+    // The other plugin's answers are untouched.
+    let before = other.cache_stats().unwrap();
+    assert_eq!(other.resolve_async(&user).await.profile, "guest");
+    let after = other.cache_stats().unwrap();
+    assert_eq!(
+        (after.hits - before.hits, after.misses - before.misses),
+        (1, 0)
+    );
+}
