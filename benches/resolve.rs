@@ -68,7 +68,7 @@ fn resolve(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    // What a hit is made of: hashing the context.
+    // What a hit is made of: hashing the context (the cache uses foldhash), one moka lookup.
     group.bench_function("cost_hash_context_xxh3", |b| {
         b.iter(|| {
             use std::hash::{Hash, Hasher};
@@ -77,6 +77,13 @@ fn resolve(c: &mut Criterion) {
             h.finish()
         })
     });
+    let state = foldhash::fast::RandomState::default();
+    group.bench_function("cost_hash_context_foldhash", |b| {
+        b.iter(|| std::hash::BuildHasher::hash_one(&state, black_box(&ctx)))
+    });
+    let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(1000);
+    moka.insert(7, 7);
+    group.bench_function("cost_moka_get", |b| b.iter(|| moka.get(black_box(&7))));
     group.finish();
 }
 

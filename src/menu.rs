@@ -111,7 +111,8 @@ impl fmt::Display for MenuNote {
 /// Every profile's menu in every configured language, built once and then only looked up.
 #[derive(Debug, Clone)]
 pub struct MenuTable {
-    menus: HashMap<(String, Lang), Menu>,
+    /// profile -> language -> menu; nested so a lookup by `&str` allocates nothing.
+    menus: HashMap<String, HashMap<Lang, Menu>>,
     notes: Vec<MenuNote>,
 }
 
@@ -138,7 +139,10 @@ impl MenuTable {
                     .iter()
                     .map(|name| described[&(name.as_str(), lang)].clone())
                     .collect();
-                menus.insert((profile.name.clone(), lang), list);
+                menus
+                    .entry(profile.name.clone())
+                    .or_insert_with(HashMap::new)
+                    .insert(lang, list);
             }
         }
         MenuTable { menus, notes }
@@ -146,7 +150,7 @@ impl MenuTable {
 
     /// The menu of a profile in a configured language.
     pub fn get(&self, profile: &str, language: Lang) -> Option<&Menu> {
-        self.menus.get(&(profile.to_string(), language))
+        self.menus.get(profile)?.get(&language)
     }
 
     /// Translations that were missing or too long, one note each.
@@ -391,7 +395,7 @@ include = ["start", "my_orders", "help"]
                 .iter()
                 .any(|n| matches!(n, MenuNote::Truncated { chars: 300, .. }))
         );
-        for menu in table.menus.values() {
+        for menu in table.menus.values().flat_map(HashMap::values) {
             for c in menu.iter() {
                 assert!(limits::description_problem(&c.description).is_none());
                 assert!(limits::command_name_problem(&c.command).is_none());
@@ -402,7 +406,7 @@ include = ["start", "my_orders", "help"]
     #[test]
     fn same_description_is_shared_not_rebuilt() {
         let table = MenuTable::build(&config(), &NoTranslator);
-        assert_eq!(table.menus.len(), 3);
+        assert_eq!(table.menus["all"].len(), 3);
         assert!(table.get("all", lang("de")).is_none());
     }
 
