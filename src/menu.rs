@@ -265,8 +265,10 @@ impl Builder<'_> {
         let description = match self.lookup(cmd, language, notes) {
             Some(text) => text,
             None => {
+                // The fallback language has its own pass (it is one of `languages`), which
+                // already noted a shortened text: don't note it again for every language.
                 let (text, used) = match (language != fallback)
-                    .then(|| self.lookup(cmd, fallback, notes))
+                    .then(|| self.lookup(cmd, fallback, &mut Vec::new()))
                     .flatten()
                 {
                     Some(text) => (text, Fallback::FallbackLanguage(fallback)),
@@ -401,6 +403,23 @@ include = ["start", "my_orders", "help"]
                 assert!(limits::command_name_problem(&c.command).is_none());
             }
         }
+        // A shortened fallback text is noted once, not again for each language falling back to it.
+        let mut long_en = Catalog::default();
+        long_en.insert(lang("en"), "orders.title", &"o".repeat(300));
+        let table = MenuTable::build(&config, &long_en);
+        let truncated = table
+            .notes()
+            .iter()
+            .filter(|n| matches!(n, MenuNote::Truncated { .. }))
+            .count();
+        assert_eq!(truncated, 1, "{:?}", table.notes());
+        assert_eq!(
+            table.get("all", lang("es")).unwrap()[1]
+                .description
+                .chars()
+                .count(),
+            256
+        );
     }
 
     #[test]
