@@ -4,6 +4,7 @@
 //! diff -> delivery. See `ARCHITECTURE.md` for the code map.
 
 pub mod catalog;
+mod coalesce;
 pub mod config;
 pub mod deliver;
 #[cfg(feature = "emulator")]
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod resolve;
 pub mod scope;
 pub mod sources;
+pub mod state;
 pub mod sync;
 
 pub use config::Config;

@@ -5,14 +5,19 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::coalesce::Coalescer;
 use crate::config::{Config, MenuButton};
-use crate::deliver::{ApiError, BotApi};
+use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions, DeliveryStats};
 pub use crate::engine::{Engine, EngineBuilder, Resolution};
-use crate::menu::{Fingerprint, Menu};
+use crate::menu::Menu;
 use crate::plan::{Plan, override_key};
 use crate::resolve::UserContext;
 use crate::scope::ListKey;
-use crate::sync::{AppliedState, Op, diff};
+use crate::state::{KeyState, MemoryStore, StateStore, StoreError};
+use crate::sync::{Op, diff};
 
 /// What happened to one list.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,13 +28,37 @@ pub enum Status {
     Set,
     /// `deleteMyCommands` succeeded.
     Deleted,
-    /// The call failed; the Bot API's reason.
+    /// A newer update for the same list arrived while this one waited; that one carries the
+    /// latest menu and reports the call.
+    Superseded,
+    /// The call failed for good (after the retries the policy allows); the Bot API's reason.
     Failed(ApiError),
+    /// The state store failed, so nothing was sent (sending without recording could lose
+    /// track of what Telegram holds).
+    StoreFailed(StoreError),
 }
 
 impl Status {
     pub fn is_failed(&self) -> bool {
-        matches!(self, Status::Failed(_))
+        matches!(self, Status::Failed(_) | Status::StoreFailed(_))
+    }
+
+    /// Whether a Bot API call changed the list.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, Status::Set | Status::Deleted)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Unchanged => f.write_str("unchanged"),
+            Status::Set => f.write_str("set"),
+            Status::Deleted => f.write_str("deleted"),
+            Status::Superseded => f.write_str("superseded by a newer update"),
+            Status::Failed(e) => write!(f, "FAILED: {e}"),
+            Status::StoreFailed(e) => write!(f, "FAILED: {e}"),
+        }
     }
 }
 
@@ -71,11 +100,32 @@ impl SetupReport {
     }
 }
 
+/// Counts of one batch, as `cmdscope sync-users` prints them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchSummary {
+    pub users: usize,
+    /// Bot API requests made while the batch ran, by method (retries included).
+    pub calls: std::collections::BTreeMap<&'static str, u64>,
+    pub unchanged: usize,
+    pub applied: usize,
+    /// Overtaken by a later update for the same list in the same batch.
+    pub superseded: usize,
+    pub failed: usize,
+}
+
+/// The outcome of `update_users`: one outcome per user, in input order, and the counts.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    pub outcomes: Vec<UserOutcome>,
+    pub summary: BatchSummary,
+}
+
 /// Keeps a bot's command menus right: the configured scopes and each user's own.
 pub struct CommandManager {
     engine: Arc<Engine>,
-    api: Arc<dyn BotApi>,
-    state: AppliedState,
+    delivery: Arc<Delivery>,
+    store: Arc<dyn StateStore>,
+    turns: Coalescer,
 }
 
 impl CommandManager {
@@ -85,12 +135,37 @@ impl CommandManager {
         Engine::builder(config)
     }
 
+    /// A manager with the default pace and retries and state kept in memory.
     pub fn new(engine: Arc<Engine>, api: Arc<dyn BotApi>) -> CommandManager {
+        let delivery = Delivery::new(api, DeliveryOptions::default());
+        CommandManager::with_parts(engine, Arc::new(delivery), Arc::new(MemoryStore::new()))
+    }
+
+    /// A manager delivering through `delivery` and remembering what Telegram holds in `store`
+    /// (a [`crate::state::FileStore`] survives restarts).
+    pub fn with_parts(
+        engine: Arc<Engine>,
+        delivery: Arc<Delivery>,
+        store: Arc<dyn StateStore>,
+    ) -> CommandManager {
         CommandManager {
             engine,
-            api,
-            state: AppliedState::new(),
+            delivery,
+            store,
+            turns: Coalescer::default(),
         }
+    }
+
+    /// Replaces the state store (builder style).
+    pub fn with_store(mut self, store: Arc<dyn StateStore>) -> CommandManager {
+        self.store = store;
+        self
+    }
+
+    /// Replaces pace, retry and breaker settings (builder style).
+    pub fn with_delivery_options(mut self, options: DeliveryOptions) -> CommandManager {
+        self.delivery = Arc::new(Delivery::new(self.delivery.api().clone(), options));
+        self
     }
 
     /// Config, menus, plan and resolver: everything that needs no Bot API.
@@ -106,17 +181,32 @@ impl CommandManager {
         self.engine.plan()
     }
 
-    pub fn applied_state(&self) -> &AppliedState {
-        &self.state
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    pub fn delivery(&self) -> &Arc<Delivery> {
+        &self.delivery
+    }
+
+    pub fn delivery_stats(&self) -> DeliveryStats {
+        self.delivery.stats()
+    }
+
+    /// Lists with an update running or waiting for its turn.
+    pub fn queue_depth(&self) -> usize {
+        self.turns.busy_keys()
     }
 
     /// Applies every configured list and the menu button. Lists Telegram already has (as far
-    /// as this manager knows) are not sent again; one failing list does not stop the rest.
+    /// as the state store knows) are not sent again; one failing list does not stop the rest.
     pub async fn setup_all(&self) -> SetupReport {
         let plan = self.engine.plan();
         let mut lists = Vec::with_capacity(plan.lists.len());
         for planned in &plan.lists {
-            let status = self.bring(&planned.key, Some(&planned.commands)).await;
+            let status = self
+                .bring(&planned.key, Some(&planned.commands), Force::No)
+                .await;
             lists.push(ListOutcome {
                 key: planned.key.clone(),
                 status,
@@ -138,7 +228,9 @@ impl CommandManager {
             .desired
             .as_ref()
             .is_some_and(|d| plan.get(&target.key).is_none_or(|c| c.commands != *d));
-        let status = self.bring(&target.key, target.desired.as_ref()).await;
+        let status = self
+            .bring(&target.key, target.desired.as_ref(), Force::No)
+            .await;
         UserOutcome {
             user_id: ctx.user_id,
             resolution,
@@ -147,6 +239,26 @@ impl CommandManager {
             has_override,
             status,
         }
+    }
+
+    /// `update_user` for many users, at most `concurrency` at a time (the pace still holds
+    /// for the whole bot). Outcomes come back in input order.
+    pub async fn update_users(
+        &self,
+        users: impl IntoIterator<Item = UserContext>,
+        concurrency: usize,
+    ) -> BatchReport {
+        let before = self.delivery.stats();
+        let mut indexed: Vec<(usize, UserOutcome)> =
+            futures_util::stream::iter(users.into_iter().enumerate())
+                .map(|(i, ctx)| async move { (i, self.update_user(&ctx).await) })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        indexed.sort_by_key(|(i, _)| *i);
+        let outcomes: Vec<UserOutcome> = indexed.into_iter().map(|(_, o)| o).collect();
+        let summary = summarize(&outcomes, &before, &self.delivery.stats());
+        BatchReport { outcomes, summary }
     }
 
     /// Removes what `update_user` set for this user: the override without a language and any
@@ -159,52 +271,89 @@ impl CommandManager {
             .map(|lang| ListKey::new(base.scope.clone(), lang));
         let mut out = Vec::new();
         for key in keys {
-            let status = match self.engine.plan().get(&key) {
-                Some(configured) => self.bring(&key, Some(&configured.commands)).await,
-                None => self.send(&key, Op::Delete).await,
-            };
+            let configured = self.engine.plan().get(&key).map(|c| &c.commands);
+            let status = self.bring(&key, configured, Force::DeleteUnknown).await;
             out.push(ListOutcome { key, status });
         }
         out
     }
 
-    /// Brings one key to its desired content, sending nothing when it already has it.
-    async fn bring(&self, key: &ListKey, desired: Option<&Menu>) -> Status {
-        match diff(desired, self.state.get(key)) {
-            None => Status::Unchanged,
-            Some(op) => self.send(key, op).await,
+    /// Brings one key to its desired content: nothing when the store knows Telegram has it;
+    /// else, in the key's turn, the intent is recorded, the call made and the result recorded.
+    async fn bring(&self, key: &ListKey, desired: Option<&Menu>, force: Force) -> Status {
+        let turn = self.turns.turn(key).await;
+        if turn.superseded() {
+            return Status::Superseded;
         }
-    }
-
-    /// Sends one operation and records it as applied once Telegram confirms it.
-    async fn send(&self, key: &ListKey, op: Op) -> Status {
-        let result = match &op {
-            Op::Set(menu) => self.api.set_my_commands(key, menu).await,
-            Op::Delete => self.api.delete_my_commands(key).await,
+        let op = match self.store.load(key).await {
+            Ok(state) => {
+                let unknown = state == KeyState::default();
+                match diff(desired, &state) {
+                    Some(op) => op,
+                    // An explicit clear also deletes lists this store never saw (set before a
+                    // restart with the memory store, or by another tool).
+                    None if force == Force::DeleteUnknown && desired.is_none() && unknown => {
+                        Op::Delete
+                    }
+                    None => return Status::Unchanged,
+                }
+            }
+            Err(e) => return Status::StoreFailed(e),
         };
-        match (result, op) {
-            (Ok(()), Op::Set(menu)) => {
-                self.state.record_set(key, Fingerprint::of(&menu));
-                Status::Set
-            }
-            (Ok(()), Op::Delete) => {
-                self.state.record_deleted(key);
-                Status::Deleted
-            }
-            (Err(e), _) => {
-                tracing::warn!(list = %key, "Bot API call failed: {e}");
-                Status::Failed(e)
-            }
+        // Wait for the pace before committing to this menu: a newer one may arrive meanwhile.
+        let permit = self.delivery.ready().await;
+        if turn.superseded() {
+            return Status::Superseded;
+        }
+        let intent = op.intent();
+        if let Err(e) = self.store.begin(key, intent).await {
+            return Status::StoreFailed(e);
+        }
+        if let Err(e) = self.delivery.apply(permit, key, &op).await {
+            // The intent stays unconfirmed, so the next update sends this key again.
+            return Status::Failed(e);
+        }
+        if let Err(e) = self.store.confirm(key, intent).await {
+            return Status::StoreFailed(e);
+        }
+        match op {
+            Op::Set(_) => Status::Set,
+            Op::Delete => Status::Deleted,
         }
     }
 
     async fn set_menu_button(&self, button: MenuButton) -> Status {
-        match self.api.set_default_menu_button(button).await {
+        match self.delivery.set_default_menu_button(button).await {
             Ok(()) => Status::Set,
-            Err(e) => {
-                tracing::warn!("setChatMenuButton failed: {e}");
-                Status::Failed(e)
-            }
+            Err(e) => Status::Failed(e),
         }
+    }
+}
+
+/// Whether `bring` sends what the store says Telegram already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Force {
+    No,
+    DeleteUnknown,
+}
+
+fn summarize(
+    outcomes: &[UserOutcome],
+    before: &DeliveryStats,
+    after: &DeliveryStats,
+) -> BatchSummary {
+    let count = |want: fn(&Status) -> bool| outcomes.iter().filter(|o| want(&o.status)).count();
+    BatchSummary {
+        users: outcomes.len(),
+        calls: after
+            .calls
+            .iter()
+            .map(|(m, n)| (*m, n - before.calls.get(m).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        unchanged: count(|s| *s == Status::Unchanged),
+        applied: count(Status::is_applied),
+        superseded: count(|s| *s == Status::Superseded),
+        failed: count(Status::is_failed),
     }
 }

@@ -207,6 +207,25 @@ impl ListKey {
     pub fn new(scope: Scope, language: Option<Lang>) -> ListKey {
         ListKey { scope, language }
     }
+
+    /// A stable text form for state stores: the scope's Bot API JSON, `|`, the language (or
+    /// nothing). Reversed by [`ListKey::from_storage_key`].
+    pub fn storage_key(&self) -> String {
+        let scope = serde_json::to_string(&self.scope).expect("scopes serialise");
+        match self.language {
+            Some(lang) => format!("{scope}|{lang}"),
+            None => format!("{scope}|"),
+        }
+    }
+
+    pub fn from_storage_key(text: &str) -> Option<ListKey> {
+        let (scope, lang) = text.rsplit_once('|')?;
+        let language = match lang {
+            "" => None,
+            code => Some(Lang::parse(code)?),
+        };
+        Some(ListKey::new(serde_json::from_str(scope).ok()?, language))
+    }
 }
 
 impl fmt::Display for ListKey {
@@ -317,6 +336,31 @@ mod tests {
 
     fn key(scope: Scope, lang: Option<&str>) -> ListKey {
         ListKey::new(scope, lang.map(|l| Lang::parse(l).unwrap()))
+    }
+
+    #[test]
+    fn storage_keys_round_trip() {
+        let keys = [
+            key(Scope::Default, None),
+            key(Scope::AllChatAdministrators, Some("ru")),
+            key(
+                Scope::ChatMember {
+                    chat_id: ChatRef::Id(-100123),
+                    user_id: 7,
+                },
+                None,
+            ),
+            key(
+                Scope::Chat {
+                    chat_id: ChatRef::Username("@chan|nel".into()),
+                },
+                Some("en"),
+            ),
+        ];
+        for k in keys {
+            assert_eq!(ListKey::from_storage_key(&k.storage_key()), Some(k));
+        }
+        assert_eq!(ListKey::from_storage_key("nonsense"), None);
     }
 
     /// Telegram's documented order for private chats, written out literally so the test does

@@ -1,50 +1,8 @@
-//! Applied state and the diff: what Telegram already has, per (scope, language), kept as content
-//! fingerprints, and the one operation (if any) that makes a key hold what the plan wants.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! The diff: the one operation (if any) that makes a key hold what the plan wants, given what
+//! the state store knows Telegram holds.
 
 use crate::menu::{Fingerprint, Menu};
-use crate::scope::ListKey;
-
-/// What this process knows Telegram holds. A key that is absent is taken as not set: the
-/// engine assumes it is the only writer of the bot's command lists.
-#[derive(Debug, Default)]
-pub struct AppliedState {
-    lists: Mutex<HashMap<ListKey, Fingerprint>>,
-}
-
-impl AppliedState {
-    pub fn new() -> Self {
-        AppliedState::default()
-    }
-
-    pub fn get(&self, key: &ListKey) -> Option<Fingerprint> {
-        self.lock().get(key).copied()
-    }
-
-    /// Records a confirmed `setMyCommands`.
-    pub fn record_set(&self, key: &ListKey, fingerprint: Fingerprint) {
-        self.lock().insert(key.clone(), fingerprint);
-    }
-
-    /// Records a confirmed `deleteMyCommands`.
-    pub fn record_deleted(&self, key: &ListKey) {
-        self.lock().remove(key);
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ListKey, Fingerprint>> {
-        self.lists.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::state::{Intent, KeyState};
 
 /// The Bot API operation that brings one key to its desired content.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,15 +11,36 @@ pub enum Op {
     Delete,
 }
 
-/// Nothing when the key already holds what is desired. An empty desired list is no list:
-/// Telegram treats `setMyCommands([])` as a delete.
-pub fn diff(desired: Option<&Menu>, applied: Option<Fingerprint>) -> Option<Op> {
-    match (desired.filter(|m| !m.is_empty()), applied) {
-        (None, None) => None,
-        (None, Some(_)) => Some(Op::Delete),
-        (Some(menu), Some(fp)) if Fingerprint::of(menu) == fp => None,
-        (Some(menu), _) => Some(Op::Set(menu.clone())),
+impl Op {
+    /// The Bot API method this operation calls.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Op::Set(_) => "setMyCommands",
+            Op::Delete => "deleteMyCommands",
+        }
     }
+
+    /// What the state store records for this operation.
+    pub fn intent(&self) -> Intent {
+        match self {
+            Op::Set(menu) => Intent::Set(Fingerprint::of(menu)),
+            Op::Delete => Intent::Delete,
+        }
+    }
+}
+
+/// Nothing when the key is known to hold what is desired. An empty desired list is no list:
+/// Telegram treats `setMyCommands([])` as a delete. An uncertain key (a call began and was never
+/// confirmed) is always sent.
+pub fn diff(desired: Option<&Menu>, state: &KeyState) -> Option<Op> {
+    let desired = desired.filter(|m| !m.is_empty());
+    if state.holds(desired.map(|m| Fingerprint::of(m))) {
+        return None;
+    }
+    Some(match desired {
+        Some(menu) => Op::Set(menu.clone()),
+        None => Op::Delete,
+    })
 }
 
 #[cfg(test)]
@@ -79,17 +58,40 @@ mod tests {
             .collect()
     }
 
+    fn applied(fp: Option<Fingerprint>) -> KeyState {
+        KeyState {
+            applied: fp,
+            pending: None,
+        }
+    }
+
     #[test]
     fn diff_sends_only_differences() {
         let a = menu(&["start", "help"]);
         let b = menu(&["help", "start"]);
+        let fa = Some(Fingerprint::of(&a));
+        assert_eq!(diff(Some(&a), &applied(fa)), None);
+        assert_eq!(diff(Some(&b), &applied(fa)), Some(Op::Set(b.clone())));
+        assert_eq!(diff(Some(&a), &applied(None)), Some(Op::Set(a.clone())));
+        assert_eq!(diff(None, &applied(fa)), Some(Op::Delete));
+        assert_eq!(diff(None, &applied(None)), None);
+        assert_eq!(diff(Some(&menu(&[])), &applied(fa)), Some(Op::Delete));
+        assert_eq!(diff(Some(&menu(&[])), &applied(None)), None);
+    }
+
+    #[test]
+    fn an_uncertain_key_is_sent_even_when_the_fingerprint_matches() {
+        let a = menu(&["start"]);
         let fa = Fingerprint::of(&a);
-        assert_eq!(diff(Some(&a), Some(fa)), None);
-        assert_eq!(diff(Some(&b), Some(fa)), Some(Op::Set(b.clone())));
-        assert_eq!(diff(Some(&a), None), Some(Op::Set(a.clone())));
-        assert_eq!(diff(None, Some(fa)), Some(Op::Delete));
-        assert_eq!(diff(None, None), None);
-        assert_eq!(diff(Some(&menu(&[])), Some(fa)), Some(Op::Delete));
-        assert_eq!(diff(Some(&menu(&[])), None), None);
+        let uncertain = KeyState {
+            applied: Some(fa),
+            pending: Some(Intent::Delete),
+        };
+        assert_eq!(diff(Some(&a), &uncertain), Some(Op::Set(a.clone())));
+        let uncertain_none = KeyState {
+            applied: None,
+            pending: Some(Intent::Set(fa)),
+        };
+        assert_eq!(diff(None, &uncertain_none), Some(Op::Delete));
     }
 }

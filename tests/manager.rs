@@ -308,7 +308,7 @@ async fn resolver_failures_fall_back_to_the_default_profile() {
 }
 
 #[tokio::test]
-async fn failed_user_updates_are_reported_and_retried_next_time() {
+async fn a_429_is_waited_out_and_the_update_lands() {
     let running = emulator().await;
     let m = manager(&running);
     m.setup_all().await;
@@ -319,10 +319,41 @@ async fn failed_user_updates_are_reported_and_retried_next_time() {
         count: 1,
     });
     let ctx = UserContext::private(60).flag("registered", true);
+    let started = std::time::Instant::now();
     let out = m.update_user(&ctx).await;
-    assert_eq!(
-        out.status,
-        Status::Failed(ApiError::RetryAfter(std::time::Duration::from_secs(1)))
+    assert_eq!(out.status, Status::Set);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "retry_after honoured"
+    );
+    assert_eq!(shown(&running, &ctx), out.menu[..]);
+    let stats = m.delivery_stats();
+    assert_eq!((stats.rate_limited, stats.retries, stats.failed), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_refused_update_is_reported_and_sent_again_next_time() {
+    let running = emulator().await;
+    let m = manager(&running);
+    m.setup_all().await;
+    running.emulator.inject(Fault {
+        status: Some(403),
+        retry_after: None,
+        delay_ms: None,
+        count: 1,
+    });
+    let ctx = UserContext::private(61).flag("registered", true);
+    let out = m.update_user(&ctx).await;
+    assert!(
+        matches!(
+            &out.status,
+            Status::Failed(ApiError::Api {
+                code: Some(403),
+                ..
+            })
+        ),
+        "{:?}",
+        out.status
     );
     assert_eq!(names(&shown(&running, &ctx)), ["start", "help", "catalog"]);
     let out = m.update_user(&ctx).await;

@@ -1,8 +1,13 @@
-//! Delivery: the [`BotApi`] trait the engine talks to, its errors, and the teloxide adapter.
+//! Delivery: the [`BotApi`] trait, its errors, the two clients (our own HTTP client and the
+//! teloxide adapter) and [`Delivery`], which paces, retries and counts every call.
 //!
 //! Architecture invariant: this is the only module that knows HTTP and Telegram's error
 //! codes. Everything above it sees [`ApiError`], already classified as retryable or not.
 
+mod http;
+mod pace;
+mod reliable;
+mod retry;
 #[cfg(feature = "teloxide")]
 mod teloxide;
 
@@ -10,6 +15,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use self::http::{HttpBotApi, TELEGRAM_API_URL};
+pub use self::pace::{GateFuture, LocalGate, RateGate};
+pub use self::reliable::{Delivery, DeliveryOptions, DeliveryStats, Permit};
+pub use self::retry::{BreakerState, RetryPolicy};
 #[cfg(feature = "teloxide")]
 pub use self::teloxide::TeloxideApi;
 

@@ -89,7 +89,7 @@ fn classify(err: RequestError) -> ApiError {
             code: Some(400),
             description: format!("Bad Request: group chat was upgraded to a supergroup chat {id}"),
         },
-        RequestError::Network(e) => ApiError::Transport(e.without_url_string()),
+        RequestError::Network(e) => ApiError::Transport(super::http::without_url(&e)),
         RequestError::InvalidJson { raw, .. } => ApiError::Transport(format!(
             "unparsable Bot API answer: {}",
             raw.chars().take(200).collect::<String>()
@@ -112,32 +112,6 @@ fn code_from_description(description: &str) -> Option<u16> {
         .iter()
         .find(|(p, _)| description.starts_with(p))
         .map(|&(_, c)| c)
-}
-
-/// reqwest errors print the URL, and Bot API URLs contain the token: never let it out.
-trait WithoutUrl {
-    fn without_url_string(&self) -> String;
-}
-
-impl WithoutUrl for std::sync::Arc<reqwest::Error> {
-    fn without_url_string(&self) -> String {
-        let e: &reqwest::Error = self;
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else {
-            "request failed"
-        };
-        let mut msg = kind.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        msg
-    }
 }
 
 impl BotApi for TeloxideApi {

@@ -91,7 +91,7 @@ fn action(outcome: &UserOutcome) -> String {
         Status::Unchanged => "inherits its scope's menu: no call needed".into(),
         Status::Set => format!("override set at {}", outcome.key),
         Status::Deleted => format!("override removed at {}", outcome.key),
-        Status::Failed(e) => format!("FAILED: {e}"),
+        other => other.to_string(),
     }
 }
 

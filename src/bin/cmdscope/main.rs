@@ -307,12 +307,7 @@ pub(crate) fn print_commands(commands: &[BotCommand], indent: &str) {
 }
 
 fn status_word(status: &Status) -> String {
-    match status {
-        Status::Unchanged => "unchanged".into(),
-        Status::Set => "set".into(),
-        Status::Deleted => "deleted".into(),
-        Status::Failed(e) => format!("FAILED: {e}"),
-    }
+    status.to_string()
 }
 
 fn print_report(report: &SetupReport) {

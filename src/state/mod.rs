@@ -1,0 +1,180 @@
+//! Applied state: what Telegram holds per (scope, language), as content fingerprints, behind
+//! the [`StateStore`] trait so one process, a restart or several workers can share it.
+//!
+//! Crash safety comes from the write order: [`StateStore::begin`] records the intent before a
+//! call and [`StateStore::confirm`] the result after Telegram accepts it. A key with an
+//! unconfirmed intent is *uncertain* (the call may or may not have landed), so the next update
+//! sends it again whatever its fingerprint says; a confirmed key is never re-sent.
+
+mod file;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+pub use self::file::FileStore;
+use crate::menu::Fingerprint;
+use crate::scope::ListKey;
+
+/// What one key is being brought to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Set(Fingerprint),
+    Delete,
+}
+
+impl Intent {
+    /// The fingerprint the key holds once the intent is applied.
+    pub fn applied(self) -> Option<Fingerprint> {
+        match self {
+            Intent::Set(fp) => Some(fp),
+            Intent::Delete => None,
+        }
+    }
+}
+
+/// One key's state. The default (nothing applied, nothing pending) is a key never set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyState {
+    /// The last content Telegram confirmed; `None`: no list.
+    pub applied: Option<Fingerprint>,
+    /// An intent recorded but not confirmed: Telegram may hold either version.
+    pub pending: Option<Intent>,
+}
+
+impl KeyState {
+    /// Whether Telegram is known to hold `desired` (`None`: no list).
+    pub fn holds(&self, desired: Option<Fingerprint>) -> bool {
+        self.pending.is_none() && self.applied == desired
+    }
+}
+
+/// A state store failed; the update is reported failed and nothing is recorded as applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state store {store}: {message}")]
+pub struct StoreError {
+    pub store: String,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(store: impl Into<String>, message: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            store: store.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where applied state lives. Implementations must make `begin` durable before returning
+/// (the call follows at once) and must never let an older write overwrite a newer one.
+pub trait StateStore: Send + Sync {
+    /// A short description for reports (`memory`, `file /var/lib/bot.state`).
+    fn describe(&self) -> String;
+    fn load<'a>(&'a self, key: &'a ListKey) -> StoreFuture<'a, KeyState>;
+    /// Records that a call bringing `key` to `intent` is about to be made.
+    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()>;
+    /// Records that Telegram accepted the call for `intent`.
+    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()>;
+    /// Every key with a state, for reports and reconciliation.
+    fn entries(&self) -> StoreFuture<'_, Vec<(ListKey, KeyState)>>;
+}
+
+/// The library default: state for this process's lifetime.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    keys: Mutex<HashMap<ListKey, KeyState>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ListKey, KeyState>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    fn load<'a>(&'a self, key: &'a ListKey) -> StoreFuture<'a, KeyState> {
+        let state = self.lock().get(key).copied().unwrap_or_default();
+        Box::pin(std::future::ready(Ok(state)))
+    }
+
+    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()> {
+        self.lock().entry(key.clone()).or_default().pending = Some(intent);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()> {
+        let mut keys = self.lock();
+        match intent {
+            Intent::Delete => {
+                keys.remove(key);
+            }
+            Intent::Set(fp) => {
+                keys.insert(
+                    key.clone(),
+                    KeyState {
+                        applied: Some(fp),
+                        pending: None,
+                    },
+                );
+            }
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn entries(&self) -> StoreFuture<'_, Vec<(ListKey, KeyState)>> {
+        let all = self
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>();
+        Box::pin(std::future::ready(Ok(all)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Scope;
+
+    /// The contract every store keeps; run against each implementation.
+    pub(crate) async fn store_contract(store: &dyn StateStore) {
+        let key = ListKey::new(Scope::AllPrivateChats, None);
+        let other = ListKey::new(Scope::Default, None);
+        let (a, b) = (Fingerprint(1), Fingerprint(2));
+        assert_eq!(store.load(&key).await.unwrap(), KeyState::default());
+        store.begin(&key, Intent::Set(a)).await.unwrap();
+        let uncertain = store.load(&key).await.unwrap();
+        assert_eq!(uncertain.pending, Some(Intent::Set(a)));
+        assert!(!uncertain.holds(Some(a)), "an unconfirmed key is uncertain");
+        store.confirm(&key, Intent::Set(a)).await.unwrap();
+        assert!(store.load(&key).await.unwrap().holds(Some(a)));
+        store.begin(&key, Intent::Set(b)).await.unwrap();
+        let state = store.load(&key).await.unwrap();
+        assert_eq!(state.applied, Some(a), "the confirmed version stays known");
+        store.confirm(&key, Intent::Set(b)).await.unwrap();
+        store.begin(&other, Intent::Set(a)).await.unwrap();
+        let mut entries = store.entries().await.unwrap();
+        entries.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(entries.len(), 2);
+        store.begin(&key, Intent::Delete).await.unwrap();
+        store.confirm(&key, Intent::Delete).await.unwrap();
+        assert!(store.load(&key).await.unwrap().holds(None));
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_contract() {
+        store_contract(&MemoryStore::new()).await;
+    }
+}
