@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -66,13 +66,40 @@ pub struct CallStats {
     pub faulted: u64,
 }
 
-#[derive(Debug, Default)]
+/// One Bot API request, as `GET /_emulator/log` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub method: String,
+    /// The list addressed, for the command methods.
+    pub key: Option<String>,
+    /// Milliseconds since the emulator started (or was reset).
+    pub at_ms: f64,
+    /// The injected fault status it was answered with.
+    pub fault: Option<u16>,
+}
+
+#[derive(Debug)]
 struct EmulatorState {
     lists: HashMap<ListKey, Vec<BotCommand>>,
     /// Menu buttons by chat; `None` is the bot's default.
     menu_buttons: HashMap<Option<i64>, Value>,
     calls: CallStats,
+    log: Vec<CallRecord>,
     faults: VecDeque<Fault>,
+    started: Instant,
+}
+
+impl Default for EmulatorState {
+    fn default() -> Self {
+        EmulatorState {
+            lists: HashMap::new(),
+            menu_buttons: HashMap::new(),
+            calls: CallStats::default(),
+            log: Vec::new(),
+            faults: VecDeque::new(),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// A handle on the emulator's state, shared by the HTTP server and in-process callers.
@@ -145,6 +172,7 @@ impl Emulator {
         Router::new()
             .route("/_emulator/effective", get(effective_handler))
             .route("/_emulator/calls", get(calls_handler))
+            .route("/_emulator/log", get(log_handler))
             .route("/_emulator/lists", get(lists_handler))
             .route("/_emulator/faults", post(faults_handler))
             .route("/_emulator/reset", post(reset_handler))
@@ -187,6 +215,27 @@ impl Emulator {
 
     pub fn calls(&self) -> CallStats {
         self.lock().calls.clone()
+    }
+
+    /// Every Bot API request in arrival order, with its time and list.
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        self.lock().log.clone()
+    }
+
+    /// The most requests that arrived within any `window` (e.g. one second): the pace a
+    /// client really kept.
+    pub fn max_calls_within(&self, window: Duration) -> usize {
+        let times: Vec<f64> = self.lock().log.iter().map(|c| c.at_ms).collect();
+        let window_ms = window.as_secs_f64() * 1000.0;
+        let mut first = 0;
+        let mut best = 0;
+        for (last, t) in times.iter().enumerate() {
+            while t - times[first] >= window_ms {
+                first += 1;
+            }
+            best = best.max(last + 1 - first);
+        }
+        best
     }
 
     pub fn default_menu_button(&self) -> Option<Value> {
@@ -359,12 +408,27 @@ async fn method_handler(
     else {
         return api_error(404, "Not Found: method not found");
     };
+    let parsed = params(&headers, query, &body);
+    let fault = emu.next_fault();
     {
+        let key = match (&parsed, method) {
+            (Ok(p), "setMyCommands" | "getMyCommands" | "deleteMyCommands") => {
+                list_key(p).ok().map(|k| k.storage_key())
+            }
+            _ => None,
+        };
         let mut state = emu.lock();
         state.calls.total += 1;
         *state.calls.by_method.entry(method.to_string()).or_default() += 1;
+        let at_ms = state.started.elapsed().as_secs_f64() * 1000.0;
+        state.log.push(CallRecord {
+            method: method.to_string(),
+            key,
+            at_ms,
+            fault: fault.as_ref().and_then(|f| f.status),
+        });
     }
-    if let Some(fault) = emu.next_fault() {
+    if let Some(fault) = fault {
         if let Some(ms) = fault.delay_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
@@ -393,7 +457,7 @@ async fn method_handler(
             };
         }
     }
-    match params(&headers, query, &body).and_then(|p| call(&emu, method, &p)) {
+    match parsed.and_then(|p| call(&emu, method, &p)) {
         Ok(result) => ok(result),
         Err(refusal) => refusal.into_response(),
     }
@@ -522,6 +586,10 @@ async fn effective_handler(
 
 async fn calls_handler(State(emu): State<Emulator>) -> Response {
     axum::Json(emu.calls()).into_response()
+}
+
+async fn log_handler(State(emu): State<Emulator>) -> Response {
+    axum::Json(json!({ "calls": emu.call_log() })).into_response()
 }
 
 async fn lists_handler(State(emu): State<Emulator>) -> Response {

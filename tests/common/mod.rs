@@ -93,3 +93,8 @@ profile = "guest"
 "#
     )
 }
+
+/// Our own Bot API client pointed at the emulator.
+pub fn http_api(running: &RunningEmulator) -> Arc<cmdscope::deliver::HttpBotApi> {
+    Arc::new(cmdscope::deliver::HttpBotApi::new(TOKEN, &running.url()).unwrap())
+}
