@@ -256,9 +256,28 @@ impl CommandManager {
                 .collect()
                 .await;
         indexed.sort_by_key(|(i, _)| *i);
-        let outcomes: Vec<UserOutcome> = indexed.into_iter().map(|(_, o)| o).collect();
-        let summary = summarize(&outcomes, &before, &self.delivery.stats());
+        let mut summary = BatchSummary::default();
+        let outcomes: Vec<UserOutcome> = indexed
+            .into_iter()
+            .map(|(_, o)| {
+                summary.count(&o);
+                o
+            })
+            .collect();
+        summary.count_calls(&before, &self.delivery.stats());
         BatchReport { outcomes, summary }
+    }
+
+    /// `update_users` as a stream of outcomes in completion order, holding none of them: for
+    /// batches too large to keep every outcome.
+    pub fn update_stream<'a>(
+        &'a self,
+        users: impl IntoIterator<Item = UserContext> + 'a,
+        concurrency: usize,
+    ) -> impl futures_util::Stream<Item = UserOutcome> + 'a {
+        futures_util::stream::iter(users)
+            .map(move |ctx| async move { self.update_user(&ctx).await })
+            .buffer_unordered(concurrency.max(1))
     }
 
     /// Removes what `update_user` set for this user: the override without a language and any
@@ -322,10 +341,24 @@ impl CommandManager {
         }
     }
 
+    /// Sets the bot's default menu button unless the store knows Telegram has it.
     async fn set_menu_button(&self, button: MenuButton) -> Status {
-        match self.delivery.set_default_menu_button(button).await {
+        let name = button.name();
+        match self.store.menu_button().await {
+            Ok(Some(applied)) if applied == name => return Status::Unchanged,
+            Ok(_) => {}
+            Err(e) => return Status::StoreFailed(e),
+        }
+        // Unknown while the call is out, so a crash mid-call leads to sending it again.
+        if let Err(e) = self.store.record_menu_button(None).await {
+            return Status::StoreFailed(e);
+        }
+        if let Err(e) = self.delivery.set_default_menu_button(button).await {
+            return Status::Failed(e);
+        }
+        match self.store.record_menu_button(Some(name)).await {
             Ok(()) => Status::Set,
-            Err(e) => Status::Failed(e),
+            Err(e) => Status::StoreFailed(e),
         }
     }
 }
@@ -337,23 +370,25 @@ enum Force {
     DeleteUnknown,
 }
 
-fn summarize(
-    outcomes: &[UserOutcome],
-    before: &DeliveryStats,
-    after: &DeliveryStats,
-) -> BatchSummary {
-    let count = |want: fn(&Status) -> bool| outcomes.iter().filter(|o| want(&o.status)).count();
-    BatchSummary {
-        users: outcomes.len(),
-        calls: after
+impl BatchSummary {
+    /// Adds one user's outcome to the counts.
+    pub fn count(&mut self, outcome: &UserOutcome) {
+        self.users += 1;
+        match &outcome.status {
+            Status::Unchanged => self.unchanged += 1,
+            Status::Set | Status::Deleted => self.applied += 1,
+            Status::Superseded => self.superseded += 1,
+            Status::Failed(_) | Status::StoreFailed(_) => self.failed += 1,
+        }
+    }
+
+    /// Sets `calls` to the requests made between two snapshots of the delivery's counters.
+    pub fn count_calls(&mut self, before: &DeliveryStats, after: &DeliveryStats) {
+        self.calls = after
             .calls
             .iter()
             .map(|(m, n)| (*m, n - before.calls.get(m).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
-            .collect(),
-        unchanged: count(|s| *s == Status::Unchanged),
-        applied: count(Status::is_applied),
-        superseded: count(|s| *s == Status::Superseded),
-        failed: count(Status::is_failed),
+            .collect();
     }
 }

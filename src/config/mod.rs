@@ -128,6 +128,16 @@ pub enum MenuButton {
     Default,
 }
 
+impl MenuButton {
+    /// The Bot API `type` of the button.
+    pub fn name(self) -> &'static str {
+        match self {
+            MenuButton::Commands => "commands",
+            MenuButton::Default => "default",
+        }
+    }
+}
+
 /// The file formats a config may be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -177,10 +177,7 @@ impl BotApi for HttpBotApi {
     }
 
     fn set_default_menu_button(&self, button: MenuButton) -> ApiFuture<'_> {
-        let kind = match button {
-            MenuButton::Commands => "commands",
-            MenuButton::Default => "default",
-        };
+        let kind = button.name();
         Box::pin(async move {
             self.call("setChatMenuButton", json!({"menu_button": {"type": kind}}))
                 .await

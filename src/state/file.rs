@@ -13,6 +13,9 @@ use crate::scope::ListKey;
 
 /// Key: [`ListKey::storage_key`]; value: [`encode`]d [`KeyState`].
 const LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("lists");
+/// Bot-wide settings by name (`menu_button`).
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+const MENU_BUTTON: &str = "menu_button";
 
 /// Applied state in a file. One process opens a file at a time (redb locks it).
 #[derive(Clone)]
@@ -30,6 +33,7 @@ impl FileStore {
         // Create the table once, so reads never meet a missing table.
         let txn = db.begin_write().map_err(|e| fail(&e))?;
         txn.open_table(LISTS).map_err(|e| fail(&e))?;
+        txn.open_table(SETTINGS).map_err(|e| fail(&e))?;
         txn.commit().map_err(|e| fail(&e))?;
         Ok(FileStore {
             db: Arc::new(db),
@@ -126,6 +130,40 @@ impl StateStore for FileStore {
         };
         let result = read().map_err(|e| self.error(e));
         Box::pin(std::future::ready(result))
+    }
+
+    fn menu_button(&self) -> StoreFuture<'_, Option<String>> {
+        let read = || -> Result<Option<String>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(SETTINGS)?;
+            Ok(table.get(MENU_BUTTON)?.map(|v| v.value().to_string()))
+        };
+        let result = read().map_err(|e| self.error(e));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()> {
+        let db = self.db.clone();
+        let button = button.map(str::to_string);
+        Box::pin(async move {
+            let result = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+                let txn = db.begin_write()?;
+                {
+                    let mut table = txn.open_table(SETTINGS)?;
+                    match &button {
+                        Some(b) => table.insert(MENU_BUTTON, b.as_str())?,
+                        None => table.remove(MENU_BUTTON)?,
+                    };
+                }
+                txn.commit()?;
+                Ok(())
+            })
+            .await;
+            match result {
+                Ok(r) => r.map_err(|e| self.error(e)),
+                Err(join) => Err(self.error(join)),
+            }
+        })
     }
 }
 

@@ -81,12 +81,17 @@ pub trait StateStore: Send + Sync {
     fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()>;
     /// Every key with a state, for reports and reconciliation.
     fn entries(&self) -> StoreFuture<'_, Vec<(ListKey, KeyState)>>;
+    /// The bot's default menu button as last confirmed (`commands`, `default`), if known.
+    fn menu_button(&self) -> StoreFuture<'_, Option<String>>;
+    /// Records the button: `None` before a call (unknown until confirmed), the value after.
+    fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()>;
 }
 
 /// The library default: state for this process's lifetime.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     keys: Mutex<HashMap<ListKey, KeyState>>,
+    menu_button: Mutex<Option<String>>,
 }
 
 impl MemoryStore {
@@ -141,6 +146,20 @@ impl StateStore for MemoryStore {
             .collect::<Vec<_>>();
         Box::pin(std::future::ready(Ok(all)))
     }
+
+    fn menu_button(&self) -> StoreFuture<'_, Option<String>> {
+        let button = self
+            .menu_button
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Box::pin(std::future::ready(Ok(button)))
+    }
+
+    fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()> {
+        *self.menu_button.lock().unwrap_or_else(|p| p.into_inner()) = button.map(str::to_string);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +190,13 @@ mod tests {
         store.begin(&key, Intent::Delete).await.unwrap();
         store.confirm(&key, Intent::Delete).await.unwrap();
         assert!(store.load(&key).await.unwrap().holds(None));
+
+        assert_eq!(store.menu_button().await.unwrap(), None);
+        store.record_menu_button(Some("commands")).await.unwrap();
+        assert_eq!(
+            store.menu_button().await.unwrap().as_deref(),
+            Some("commands")
+        );
     }
 
     #[tokio::test]

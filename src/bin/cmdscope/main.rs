@@ -9,7 +9,6 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cmdscope::config::{Config, Loaded};
-use cmdscope::deliver::TeloxideApi;
 use cmdscope::emulator::Emulator;
 use cmdscope::engine::EngineBuilder;
 use cmdscope::manager::{ListOutcome, SetupReport, Status};
@@ -19,6 +18,7 @@ use cmdscope::{BotCommand, CommandManager};
 
 mod demo;
 mod plugins;
+mod sync;
 
 #[derive(Parser)]
 #[command(
@@ -54,16 +54,15 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         plugins: Option<PathBuf>,
-        /// Bot token (or set CMDSCOPE_BOT_TOKEN). Never printed.
-        #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Bot API server, e.g. an emulator.
-        #[arg(long, default_value = "https://api.telegram.org/")]
-        api_url: String,
+        #[command(flatten)]
+        connection: sync::Connection,
         /// Print the plan without calling the Bot API.
         #[arg(long)]
         dry_run: bool,
     },
+    /// Bring many users' menus up to date from a JSON-lines file, sending only what Telegram
+    /// lacks; prints a JSON summary line.
+    SyncUsers(sync::SyncUsersArgs),
     /// Run the plugin host on a folder, hot-reloading plugins as files change, and print one JSON
     /// object per line for each reload event (initial loads included) until Ctrl-C / SIGTERM.
     Watch {
@@ -141,8 +140,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply {
             config,
             plugins,
-            token,
-            api_url,
+            connection,
             dry_run,
         } => {
             let Some(loaded) = load_or_print(&config) else {
@@ -154,11 +152,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("dry run: no Bot API call made");
                 return Ok(ExitCode::SUCCESS);
             }
-            let token = token.ok_or_else(|| {
-                anyhow::anyhow!("--token (or CMDSCOPE_BOT_TOKEN) is required unless --dry-run")
-            })?;
-            let api = TeloxideApi::with_api_url(&token, &api_url)?;
-            let manager = CommandManager::new(engine, Arc::new(api));
+            let manager = connection.manager(engine)?;
             let report = manager.setup_all().await;
             print_report(&report);
             Ok(if report.is_complete() {
@@ -183,6 +177,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             plugins::watch(loaded.config, &plugins, cache.as_deref()).await
         }
+        Command::SyncUsers(args) => sync::sync_users(args).await,
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Plugins { command } => plugins::run(command),
         Command::Demo => demo::run().await,
@@ -323,9 +318,9 @@ fn print_report(report: &SetupReport) {
         count(|s| *s == Status::Unchanged),
         count(Status::is_failed),
         if report.menu_button.is_failed() {
-            "failed"
+            "failed".to_string()
         } else {
-            "set"
+            status_word(&report.menu_button)
         }
     );
 }

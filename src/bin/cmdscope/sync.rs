@@ -1,0 +1,190 @@
+//! `cmdscope sync-users` and the connection options it shares with `apply`: the Bot API
+//! client, the state store and the pace.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use cmdscope::deliver::{Delivery, DeliveryOptions, HttpBotApi, TELEGRAM_API_URL};
+use cmdscope::engine::Engine;
+use cmdscope::manager::BatchSummary;
+use cmdscope::state::{FileStore, MemoryStore, StateStore};
+use cmdscope::{ChatType, CommandManager, UserContext};
+
+/// How to reach the Bot API and where to remember what it holds.
+#[derive(Args)]
+pub(crate) struct Connection {
+    /// Bot token (or set CMDSCOPE_BOT_TOKEN). Never printed.
+    #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Bot API server, e.g. an emulator.
+    #[arg(long, default_value = TELEGRAM_API_URL)]
+    pub api_url: String,
+    /// File remembering what Telegram holds (created when missing), so a second identical run
+    /// sends nothing and an interrupted run resumes. Without it, state lasts one run.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Bot API requests per second for the whole bot.
+    #[arg(long, default_value_t = 25.0)]
+    pub pace: f64,
+    /// Requests that may go at once after a quiet spell.
+    #[arg(long, default_value_t = 5)]
+    pub burst: u32,
+}
+
+impl Connection {
+    /// A manager for `engine` over our HTTP client and the chosen store.
+    pub(crate) fn manager(&self, engine: Arc<Engine>) -> anyhow::Result<CommandManager> {
+        let token = self
+            .token
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--token (or CMDSCOPE_BOT_TOKEN) is required"))?;
+        if self.pace.is_nan() || self.pace <= 0.0 {
+            anyhow::bail!("--pace must be above 0 (requests per second)");
+        }
+        let api = HttpBotApi::new(token, &self.api_url)?;
+        let store: Arc<dyn StateStore> = match &self.state {
+            Some(path) => Arc::new(FileStore::open(path)?),
+            None => Arc::new(MemoryStore::new()),
+        };
+        let options = DeliveryOptions {
+            pace: self.pace,
+            burst: self.burst,
+            ..DeliveryOptions::default()
+        };
+        let delivery = Delivery::new(Arc::new(api), options);
+        Ok(CommandManager::with_parts(
+            engine,
+            Arc::new(delivery),
+            store,
+        ))
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct SyncUsersArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Folder of `.wasm` plugins (the resolver and translators the config names).
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// One user context per line: {"user_id":1,"chat_id":1,"chat_type":"private",
+    /// "language_code":"en","flags":{"registered":true}}
+    #[arg(long)]
+    users: PathBuf,
+    #[command(flatten)]
+    connection: Connection,
+    /// Users updated at once (the pace still holds for the whole bot).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = crate::load_or_print(&args.config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let text = std::fs::read_to_string(&args.users)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.users.display()))?;
+    let (users, invalid) = parse_users(&text, &args.users);
+    let engine = Arc::new(crate::with_plugins(loaded.config, args.plugins.as_deref())?.engine());
+    let manager = args.connection.manager(engine)?;
+
+    let progress = ProgressBar::new(users.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} users  {per_sec}  eta {eta}  {msg}")
+            .expect("a valid template"),
+    );
+    let before = manager.delivery_stats();
+    let mut summary = BatchSummary::default();
+    let mut outcomes = std::pin::pin!(manager.update_stream(users, args.concurrency));
+    while let Some(outcome) = outcomes.next().await {
+        if outcome.status.is_failed() {
+            progress.suspend(|| eprintln!("user {}: {}", outcome.user_id, outcome.status));
+        }
+        summary.count(&outcome);
+        progress.inc(1);
+        progress.set_message(format!(
+            "{} applied, {} failed",
+            summary.applied, summary.failed
+        ));
+    }
+    progress.finish_and_clear();
+    summary.count_calls(&before, &manager.delivery_stats());
+
+    let calls = |m: &str| summary.calls.get(m).copied().unwrap_or(0);
+    let line = json!({
+        "users": summary.users,
+        "calls": {
+            "setMyCommands": calls("setMyCommands"),
+            "deleteMyCommands": calls("deleteMyCommands"),
+        },
+        "unchanged": summary.unchanged,
+        "applied": summary.applied,
+        "failed": summary.failed,
+        "superseded": summary.superseded,
+        "invalid_lines": invalid,
+        "state": manager.store().describe(),
+    });
+    println!("{line}");
+    Ok(if summary.failed == 0 && invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The users of a JSON-lines file; bad lines are reported with their number and skipped.
+fn parse_users(text: &str, path: &Path) -> (Vec<UserContext>, usize) {
+    let mut users = Vec::new();
+    let mut invalid = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_user(line) {
+            Ok(ctx) => users.push(ctx),
+            Err(why) => {
+                invalid += 1;
+                eprintln!("{}:{}: skipped: {why}", path.display(), i + 1);
+            }
+        }
+    }
+    (users, invalid)
+}
+
+fn parse_user(line: &str) -> Result<UserContext, String> {
+    let ctx: UserContext = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if ctx.chat_type != ChatType::Private && ctx.chat_id.is_none() {
+        return Err(format!(
+            "chat_type `{}` needs the group's `chat_id`",
+            serde_json::to_value(ctx.chat_type)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("?")
+        ));
+    }
+    Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_lines_are_counted_and_the_rest_kept() {
+        let text = "{\"user_id\":1}\n\nnot json\n{\"user_id\":2,\"chat_type\":\"channel\"}\n{\"user_id\":3,\"chat_type\":\"group\"}\n{\"user_id\":4,\"chat_id\":-1,\"chat_type\":\"group\"}\n";
+        let (users, invalid) = parse_users(text, Path::new("u.jsonl"));
+        assert_eq!(invalid, 3);
+        let ids: Vec<i64> = users.iter().map(|u| u.user_id).collect();
+        assert_eq!(ids, [1, 4]);
+        assert!(
+            parse_user("{\"user_id\":2,\"chat_type\":\"channel\"}")
+                .unwrap_err()
+                .contains("unknown variant `channel`")
+        );
+    }
+}
