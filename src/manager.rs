@@ -15,7 +15,7 @@ pub use crate::engine::{Engine, EngineBuilder, Resolution};
 use crate::menu::Menu;
 use crate::plan::{Plan, override_key};
 use crate::resolve::UserContext;
-use crate::scope::ListKey;
+use crate::scope::{ChatRef, ListKey, Scope};
 use crate::state::{KeyState, MemoryStore, StateStore, StoreError};
 use crate::sync::{Op, diff};
 
@@ -199,7 +199,9 @@ impl CommandManager {
     }
 
     /// Applies every configured list and the menu button. Lists Telegram already has (as far
-    /// as the state store knows) are not sent again; one failing list does not stop the rest.
+    /// as the state store knows) are not sent again; lists the store knows were set by an
+    /// earlier config and this one no longer has are deleted; one failing list does not stop
+    /// the rest.
     pub async fn setup_all(&self) -> SetupReport {
         let plan = self.engine.plan();
         let mut lists = Vec::with_capacity(plan.lists.len());
@@ -211,6 +213,18 @@ impl CommandManager {
                 key: planned.key.clone(),
                 status,
             });
+        }
+        // Lists a previous config set that this one no longer has.
+        match self.store.entries().await {
+            Ok(entries) => {
+                for (key, _) in entries {
+                    if only_config_sets(&key) && plan.get(&key).is_none() {
+                        let status = self.bring(&key, None, Force::No).await;
+                        lists.push(ListOutcome { key, status });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot look for lists of removed scopes: {e}"),
         }
         let menu_button = self.set_menu_button(plan.menu_button).await;
         SetupReport { lists, menu_button }
@@ -360,6 +374,16 @@ impl CommandManager {
             Ok(()) => Status::Set,
             Err(e) => Status::StoreFailed(e),
         }
+    }
+}
+
+/// Whether only a config (never a user override) sets lists at this key: overrides live at
+/// `chat` scopes of private chats (positive ids) and at `chat_member` scopes.
+fn only_config_sets(key: &ListKey) -> bool {
+    match &key.scope {
+        Scope::Chat { chat_id } => !matches!(chat_id, ChatRef::Id(id) if *id > 0),
+        Scope::ChatMember { .. } => false,
+        _ => true,
     }
 }
 

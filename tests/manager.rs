@@ -361,3 +361,50 @@ async fn a_refused_update_is_reported_and_sent_again_next_time() {
     assert_eq!(out.status, Status::Set);
     assert_eq!(shown(&running, &ctx), out.menu[..]);
 }
+
+#[tokio::test]
+async fn setup_all_deletes_lists_of_scopes_the_config_no_longer_has() {
+    let running = emulator().await;
+    let store: Arc<dyn cmdscope::state::StateStore> = Arc::new(cmdscope::state::MemoryStore::new());
+    let (resolver, translator) = shop_plugins();
+    let first = CommandManager::builder(shop_config())
+        .resolver(resolver.clone())
+        .translator(translator.clone())
+        .build(api(&running))
+        .with_store(store.clone());
+    assert!(first.setup_all().await.is_complete());
+    let admin_key = ListKey::new(Scope::AllChatAdministrators, None);
+    assert!(running.emulator.list(&admin_key).is_some());
+    // A user override must survive the cleanup.
+    let ctx = UserContext::private(77).flag("admin", true);
+    assert_eq!(first.update_user(&ctx).await.status, Status::Set);
+
+    let mut config = shop_config();
+    config
+        .scopes
+        .retain(|s| s.scope != Scope::AllChatAdministrators);
+    let second = CommandManager::builder(config)
+        .resolver(resolver)
+        .translator(translator)
+        .build(api(&running))
+        .with_store(store);
+    let report = second.setup_all().await;
+    assert!(report.is_complete(), "{report:?}");
+    let deleted: Vec<&ListKey> = report
+        .lists
+        .iter()
+        .filter(|l| l.status == Status::Deleted)
+        .map(|l| &l.key)
+        .collect();
+    assert_eq!(deleted.len(), 4, "{deleted:?}");
+    assert!(
+        deleted
+            .iter()
+            .all(|k| k.scope == Scope::AllChatAdministrators)
+    );
+    assert!(running.emulator.list(&admin_key).is_none());
+    assert_eq!(
+        shown(&running, &ctx),
+        second.engine().menu_of("admin", &ctx)[..]
+    );
+}

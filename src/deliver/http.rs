@@ -4,20 +4,21 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiFuture, BotApi};
 use crate::config::MenuButton;
 use crate::menu::BotCommand;
-use crate::scope::ListKey;
+use crate::scope::{ListKey, Scope};
 
 /// A Bot API client for one bot. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct HttpBotApi {
     client: reqwest::Client,
-    /// `{api_url}bot{token}/`: holds the token, so never printed.
-    method_base: String,
+    /// `{api_url}bot{token}/{method}`, parsed once: they hold the token, so never printed.
+    set_commands: reqwest::Url,
+    delete_commands: reqwest::Url,
+    set_menu_button: reqwest::Url,
 }
 
 impl std::fmt::Debug for HttpBotApi {
@@ -52,17 +53,28 @@ impl HttpBotApi {
                 "the Bot API URL must start with http:// or https://, got `{base}`"
             )));
         }
+        let method = |name: &str| {
+            reqwest::Url::parse(&format!("{base}/bot{token}/{name}")).map_err(|e| {
+                // The error names the part that failed, never the URL with the token.
+                ApiError::Transport(format!("the Bot API URL `{base}` is not valid: {e}"))
+            })
+        };
         Ok(HttpBotApi {
             client,
-            method_base: format!("{base}/bot{token}/"),
+            set_commands: method("setMyCommands")?,
+            delete_commands: method("deleteMyCommands")?,
+            set_menu_button: method("setChatMenuButton")?,
         })
     }
 
-    async fn call(&self, method: &str, body: serde_json::Value) -> Result<(), ApiError> {
+    /// One POST with a JSON body, built straight from borrowed data (no intermediate JSON
+    /// tree: this is the per-update hot path).
+    async fn call(&self, url: &reqwest::Url, body: Vec<u8>) -> Result<(), ApiError> {
         let response = self
             .client
-            .post(format!("{}{method}", self.method_base))
-            .json(&body)
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|e| ApiError::Transport(without_url(&e)))?;
@@ -144,16 +156,39 @@ pub(crate) fn without_url(e: &reqwest::Error) -> String {
     msg
 }
 
-fn list_body(key: &ListKey) -> serde_json::Map<String, serde_json::Value> {
-    let mut body = serde_json::Map::new();
-    body.insert(
-        "scope".into(),
-        serde_json::to_value(&key.scope).expect("scopes serialise"),
-    );
-    if let Some(lang) = key.language {
-        body.insert("language_code".into(), lang.as_str().into());
+fn json(body: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).expect("requests serialise")
+}
+
+/// `setMyCommands` / `deleteMyCommands` parameters.
+#[derive(Serialize)]
+struct ListRequest<'a> {
+    scope: &'a Scope,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commands: Option<&'a [BotCommand]>,
+}
+
+impl<'a> ListRequest<'a> {
+    fn new(key: &'a ListKey, commands: Option<&'a [BotCommand]>) -> Self {
+        ListRequest {
+            scope: &key.scope,
+            language_code: key.language.as_ref().map(|l| l.as_str()),
+            commands,
+        }
     }
-    body
+}
+
+#[derive(Serialize)]
+struct MenuButtonRequest {
+    menu_button: MenuButtonType,
+}
+
+#[derive(Serialize)]
+struct MenuButtonType {
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 impl BotApi for HttpBotApi {
@@ -162,26 +197,23 @@ impl BotApi for HttpBotApi {
         key: &'a ListKey,
         commands: &'a [BotCommand],
     ) -> ApiFuture<'a> {
-        Box::pin(async move {
-            let mut body = list_body(key);
-            body.insert(
-                "commands".into(),
-                serde_json::to_value(commands).expect("commands serialise"),
-            );
-            self.call("setMyCommands", body.into()).await
-        })
+        Box::pin(self.call(
+            &self.set_commands,
+            json(&ListRequest::new(key, Some(commands))),
+        ))
     }
 
     fn delete_my_commands<'a>(&'a self, key: &'a ListKey) -> ApiFuture<'a> {
-        Box::pin(async move { self.call("deleteMyCommands", list_body(key).into()).await })
+        Box::pin(self.call(&self.delete_commands, json(&ListRequest::new(key, None))))
     }
 
     fn set_default_menu_button(&self, button: MenuButton) -> ApiFuture<'_> {
-        let kind = button.name();
-        Box::pin(async move {
-            self.call("setChatMenuButton", json!({"menu_button": {"type": kind}}))
-                .await
-        })
+        let body = MenuButtonRequest {
+            menu_button: MenuButtonType {
+                kind: button.name(),
+            },
+        };
+        Box::pin(self.call(&self.set_menu_button, json(&body)))
     }
 }
 
