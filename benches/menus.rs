@@ -10,6 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use cmdscope::config::{Config, Format};
 use cmdscope::menu::MenuTable;
+use cmdscope::output_cache::{CacheSettings, CachedTranslator};
 use cmdscope::plan::Plan;
 use cmdscope::plugin::{Plugin, PluginHost, PluginSettings, SandboxLimits};
 use cmdscope::{Engine, Translator, UserContext};
@@ -95,6 +96,23 @@ fn build(c: &mut Criterion) {
     group.bench_function("config_66_commands_4_scopes_3_languages", |b| {
         b.iter(|| {
             let menus = MenuTable::build(black_box(&whole), translator.as_ref());
+            Plan::build(&whole, &menus)
+        })
+    });
+    // The same rebuilds behind the translator output cache, warm (as after a config change or
+    // another translator's swap): no sandbox crossing at all.
+    let cached: Arc<dyn Translator> = Arc::new(CachedTranslator::new(
+        translator.clone(),
+        &CacheSettings::default(),
+    ));
+    MenuTable::build(&five, cached.as_ref());
+    MenuTable::build(&whole, cached.as_ref());
+    group.bench_function("list_5_commands_cached_translator", |b| {
+        b.iter(|| MenuTable::build(black_box(&five), cached.as_ref()))
+    });
+    group.bench_function("config_66_commands_cached_translator", |b| {
+        b.iter(|| {
+            let menus = MenuTable::build(black_box(&whole), cached.as_ref());
             Plan::build(&whole, &menus)
         })
     });

@@ -4,7 +4,7 @@
 //! It serves the command and menu-button methods, validates like Telegram, answers with
 //! Telegram's error shape, stores lists per (scope, language) and answers "which list does this
 //! user see" with the same precedence module the planner uses. Control endpoints under
-//! `/_emulator/` count calls, inject faults and reset state.
+//! `/_emulator/` count and log calls (with times, for pace checks), inject faults and reset state.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
 use crate::deliver::BotApi;
 use crate::manager::CommandManager;
 use crate::menu::{Menu, MenuNote, MenuTable};
-use crate::output_cache::{CacheStats, CachedResolver};
+use crate::output_cache::{CacheStats, CachedResolver, CachedTranslator};
 use crate::plan::Plan;
 use crate::resolve::{
     NoTranslator, ResolveError, Resolver, StaticResolver, Translator, UserContext,
@@ -29,6 +31,7 @@ pub struct EngineBuilder {
     config: Config,
     resolver: Arc<dyn Resolver>,
     translator: Arc<dyn Translator>,
+    translation_caches: Vec<Arc<CachedTranslator>>,
 }
 
 impl EngineBuilder {
@@ -42,13 +45,16 @@ impl EngineBuilder {
         self
     }
 
+    /// The output caches inside the translator (from `sources::assemble`), so a reload can
+    /// drop what the replaced version answered.
+    pub fn translation_caches(mut self, caches: Vec<Arc<CachedTranslator>>) -> Self {
+        self.translation_caches = caches;
+        self
+    }
+
     /// Builds every menu once (logging missing translations) and the plan.
     pub fn engine(self) -> Engine {
-        let menus = MenuTable::build(&self.config, self.translator.as_ref());
-        for warning in menus.warnings() {
-            tracing::warn!(config = %self.config.source, "{warning}");
-        }
-        let plan = Plan::build(&self.config, &menus);
+        let built = Built::new(&self.config, self.translator.as_ref());
         // Cache the resolver's answers when it can promise they are pure (plugins can).
         let cache =
             (self.config.cache.capacity > 0 && self.resolver.identity().is_some()).then(|| {
@@ -63,8 +69,9 @@ impl EngineBuilder {
         };
         Engine {
             config: self.config,
-            menus,
-            plan,
+            built: ArcSwap::from_pointee(built),
+            translator: self.translator,
+            translation_caches: self.translation_caches,
             resolver,
             cache,
         }
@@ -76,12 +83,41 @@ impl EngineBuilder {
     }
 }
 
+/// Every profile's menu in every language and the plan built from them: replaced as one when a
+/// translator changes, so a reader never sees menus of one build with the plan of another.
+pub(crate) struct Built {
+    pub(crate) menus: MenuTable,
+    pub(crate) plan: Arc<Plan>,
+}
+
+impl Built {
+    fn new(config: &Config, translator: &dyn Translator) -> Built {
+        let menus = MenuTable::build(config, translator);
+        for warning in menus.warnings() {
+            tracing::warn!(config = %config.source, "{warning}");
+        }
+        let plan = Arc::new(Plan::build(config, &menus));
+        Built { menus, plan }
+    }
+
+    /// A profile's menu in the user's language (or the fallback language).
+    pub(crate) fn menu_of(&self, config: &Config, profile: &str, ctx: &UserContext) -> Menu {
+        let lang = config.menu_language(ctx.lang());
+        self.menus
+            .get(profile, lang)
+            .expect("every profile is built in every configured language")
+            .clone()
+    }
+}
+
 /// Config, every profile's menu in every language, the plan of configured lists, and the
-/// resolver. Immutable once built.
+/// resolver. The config and resolver are fixed; menus and plan are rebuilt when a translator
+/// is hot-swapped ([`Engine::rebuild_menus`], [`Engine::follow_reloads`]).
 pub struct Engine {
     config: Config,
-    menus: MenuTable,
-    plan: Plan,
+    built: ArcSwap<Built>,
+    translator: Arc<dyn Translator>,
+    translation_caches: Vec<Arc<CachedTranslator>>,
     /// The resolver, behind the output cache when there is one.
     resolver: Arc<dyn Resolver>,
     cache: Option<Arc<CachedResolver>>,
@@ -96,6 +132,7 @@ impl Engine {
             config,
             resolver: Arc::new(StaticResolver(default)),
             translator: Arc::new(NoTranslator),
+            translation_caches: Vec::new(),
         }
     }
 
@@ -103,8 +140,48 @@ impl Engine {
         &self.config
     }
 
-    pub fn plan(&self) -> &Plan {
-        &self.plan
+    /// The configured lists, as of the latest menu build.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.built.load().plan.clone()
+    }
+
+    /// Menus and plan of one build, read together.
+    pub(crate) fn built(&self) -> Arc<Built> {
+        self.built.load_full()
+    }
+
+    /// Rebuilds every menu and the plan with the translators as they are now (after a
+    /// translator plugin was swapped), dropping what replaced translator versions had
+    /// answered; unchanged translators answer from their output cache.
+    pub fn rebuild_menus(&self) {
+        for cache in &self.translation_caches {
+            cache.invalidate_stale();
+        }
+        self.built
+            .store(Arc::new(Built::new(&self.config, self.translator.as_ref())));
+    }
+
+    /// Keeps this engine current with a hot-reloading plugin folder: a swapped resolver's
+    /// cached answers are dropped, and a swapped translator rebuilds the menus, before the
+    /// reload event goes out. Holds the engine weakly.
+    pub fn follow_reloads(self: &Arc<Self>, live: &crate::plugin::LivePlugins) {
+        let engine = Arc::downgrade(self);
+        live.on_swap(move |name| {
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            if let Some(cache) = &engine.cache {
+                cache.invalidate_stale();
+            }
+            if engine.config.translators.iter().any(|t| t == name) {
+                engine.rebuild_menus();
+            }
+        });
+    }
+
+    /// The translator output caches' counters, one per cached plugin translator.
+    pub fn translation_cache_stats(&self) -> Vec<CacheStats> {
+        self.translation_caches.iter().map(|c| c.stats()).collect()
     }
 
     /// The resolver output cache, when the resolver is cacheable and `[cache] capacity > 0`.
@@ -131,8 +208,8 @@ impl Engine {
     }
 
     /// Missing or shortened translations met while building the menus.
-    pub fn notes(&self) -> &[MenuNote] {
-        self.menus.notes()
+    pub fn notes(&self) -> Vec<MenuNote> {
+        self.built.load().menus.notes().to_vec()
     }
 
     /// The user's profile. A resolver error or unknown profile falls back to `default_profile`
@@ -188,10 +265,6 @@ impl Engine {
 
     /// A profile's menu in the user's language (or the fallback language).
     pub fn menu_of(&self, profile: &str, ctx: &UserContext) -> Menu {
-        let lang = self.config.menu_language(ctx.lang());
-        self.menus
-            .get(profile, lang)
-            .expect("every profile is built in every configured language")
-            .clone()
+        self.built.load().menu_of(&self.config, profile, ctx)
     }
 }

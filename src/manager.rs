@@ -177,7 +177,8 @@ impl CommandManager {
         self.engine.config()
     }
 
-    pub fn plan(&self) -> &Plan {
+    /// The configured lists, as of the engine's latest menu build.
+    pub fn plan(&self) -> Arc<Plan> {
         self.engine.plan()
     }
 
@@ -234,8 +235,10 @@ impl CommandManager {
     /// own when their menu differs from the inherited one, none when it does not.
     pub async fn update_user(&self, ctx: &UserContext) -> UserOutcome {
         let resolution = self.engine.resolve_async(ctx).await;
-        let menu = self.engine.menu_of(&resolution.profile, ctx);
-        let plan = self.engine.plan();
+        // Menu and plan from one build, even if a translator swap rebuilds them meanwhile.
+        let built = self.engine.built();
+        let menu = built.menu_of(self.config(), &resolution.profile, ctx);
+        let plan = &built.plan;
         let target = plan.user_target(&ctx.viewer(), &menu);
         // An override is the user's own list, not a configured list at the same key.
         let has_override = target
@@ -302,9 +305,10 @@ impl CommandManager {
         let keys = std::iter::once(None)
             .chain(self.config().languages.iter().copied().map(Some))
             .map(|lang| ListKey::new(base.scope.clone(), lang));
+        let plan = self.engine.plan();
         let mut out = Vec::new();
         for key in keys {
-            let configured = self.engine.plan().get(&key).map(|c| &c.commands);
+            let configured = plan.get(&key).map(|c| &c.commands);
             let status = self.bring(&key, configured, Force::DeleteUnknown).await;
             out.push(ListOutcome { key, status });
         }

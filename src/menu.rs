@@ -6,6 +6,10 @@
 //! at most 100 commands. Pure: no I/O.
 
 use std::collections::HashMap;
+
+/// Build-time maps are keyed by short strings and languages: foldhash, not SipHash (which was
+/// the largest single cost of a rebuild).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::sync::Arc;
 
@@ -112,7 +116,7 @@ impl fmt::Display for MenuNote {
 #[derive(Debug, Clone)]
 pub struct MenuTable {
     /// profile -> language -> menu; nested so a lookup by `&str` allocates nothing.
-    menus: HashMap<String, HashMap<Lang, Menu>>,
+    menus: FastMap<String, FastMap<Lang, Menu>>,
     notes: Vec<MenuNote>,
 }
 
@@ -122,10 +126,10 @@ impl MenuTable {
             config,
             translated: prefetch(config, translator),
         };
-        let mut menus = HashMap::new();
+        let mut menus: FastMap<String, FastMap<Lang, Menu>> = FastMap::default();
         let mut notes = Vec::new();
         // Descriptions depend on the command and language only: build each once, share them.
-        let mut described: HashMap<(&str, Lang), BotCommand> = HashMap::new();
+        let mut described: FastMap<(&str, Lang), BotCommand> = FastMap::default();
         for &lang in &config.languages {
             for cmd in config.commands.values() {
                 let command = builder.describe(cmd, lang, &mut notes);
@@ -141,7 +145,7 @@ impl MenuTable {
                     .collect();
                 menus
                     .entry(profile.name.clone())
-                    .or_insert_with(HashMap::new)
+                    .or_default()
                     .insert(lang, list);
             }
         }
@@ -198,7 +202,7 @@ impl MenuTable {
 struct Builder<'a> {
     config: &'a Config,
     /// Translator answers by (command, language), fetched one batch per language.
-    translated: HashMap<(&'a str, Lang), String>,
+    translated: FastMap<(&'a str, Lang), String>,
 }
 
 /// Asks the translator once per language for every command without an inline description
@@ -206,8 +210,8 @@ struct Builder<'a> {
 fn prefetch<'a>(
     config: &'a Config,
     translator: &dyn Translator,
-) -> HashMap<(&'a str, Lang), String> {
-    let mut out = HashMap::new();
+) -> FastMap<(&'a str, Lang), String> {
+    let mut out = FastMap::default();
     for &lang in &config.languages {
         let wanted: Vec<(&'a str, String)> = config
             .commands
@@ -260,7 +264,6 @@ impl Builder<'_> {
     }
 
     fn describe(&self, cmd: &CommandSpec, language: Lang, notes: &mut Vec<MenuNote>) -> BotCommand {
-        let key = cmd.translation_key(&self.config.i18n_key_prefix);
         let fallback = self.config.fallback_language;
         let description = match self.lookup(cmd, language, notes) {
             Some(text) => text,
@@ -277,7 +280,7 @@ impl Builder<'_> {
                 notes.push(MenuNote::MissingTranslation {
                     command: cmd.name.clone(),
                     language,
-                    key,
+                    key: cmd.translation_key(&self.config.i18n_key_prefix),
                     used,
                 });
                 text
@@ -397,7 +400,7 @@ include = ["start", "my_orders", "help"]
                 .iter()
                 .any(|n| matches!(n, MenuNote::Truncated { chars: 300, .. }))
         );
-        for menu in table.menus.values().flat_map(HashMap::values) {
+        for menu in table.menus.values().flat_map(FastMap::values) {
             for c in menu.iter() {
                 assert!(limits::description_problem(&c.description).is_none());
                 assert!(limits::command_name_problem(&c.command).is_none());

@@ -1,4 +1,4 @@
-//! Caching of resolver outputs, exact by construction.
+//! Caching of resolver and translator outputs, exact by construction.
 //!
 //! An answer is filed under the resolver's *identity* (a plugin's sha256 and settings) and the
 //! whole user context (hashed to a 64-bit key; each hit is checked against both). Plugins get no I/O, a fixed clock and seeded randomness, so a plugin's
@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::resolve::{ResolveError, Resolver, UserContext};
+use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
+use crate::scope::Lang;
 
 /// Bounds of an output cache (`[cache]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +217,129 @@ impl Resolver for CachedResolver {
 
     fn may_block(&self) -> bool {
         self.inner.may_block()
+    }
+
+    fn identity(&self) -> Option<Arc<str>> {
+        self.inner.identity()
+    }
+}
+
+/// A translator's answer for one (version, language, key).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TranslationKey {
+    identity: Arc<str>,
+    language: Lang,
+    key: Box<str>,
+}
+
+/// A [`Translator`] with an output cache in front, keyed by (identity, language, key): when
+/// menus are rebuilt (a config or another translator changed), only what this translator
+/// never answered crosses the sandbox, in one batch. Same exactness rules as
+/// [`CachedResolver`]: uncacheable translators and failed calls are passed through.
+pub struct CachedTranslator {
+    inner: Arc<dyn Translator>,
+    cache: Cache<TranslationKey, Option<Arc<str>>, foldhash::fast::RandomState>,
+    counters: Arc<Counters>,
+}
+
+impl CachedTranslator {
+    pub fn new(inner: Arc<dyn Translator>, settings: &CacheSettings) -> CachedTranslator {
+        let counters = Arc::new(Counters::default());
+        let evictions = counters.clone();
+        let mut builder = Cache::builder()
+            .max_capacity(settings.capacity)
+            .support_invalidation_closures()
+            .eviction_listener(move |_key, _value, cause| {
+                if cause.was_evicted() {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        if let Some(ttl) = settings.ttl {
+            builder = builder.time_to_live(ttl);
+        }
+        CachedTranslator {
+            inner,
+            cache: builder.build_with_hasher(foldhash::fast::RandomState::default()),
+            counters,
+        }
+    }
+
+    /// Drops the answers of every version but the current one.
+    pub fn invalidate_stale(&self) {
+        let current = self.inner.identity();
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |k, _| Some(&k.identity) != current.as_ref());
+    }
+
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// `misses` counts keys asked of the translator, `hits` keys answered from the cache.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.run_pending_tasks();
+        CacheStats {
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            bypassed: self.counters.bypassed.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+        }
+    }
+}
+
+impl Translator for CachedTranslator {
+    fn translate(&self, key: &str, language: Lang) -> Option<String> {
+        self.translate_batch(&[key], language).pop().flatten()
+    }
+
+    fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
+        self.try_translate_batch(keys, language)
+            .unwrap_or_else(|| vec![None; keys.len()])
+    }
+
+    fn try_translate_batch(&self, keys: &[&str], language: Lang) -> Option<Vec<Option<String>>> {
+        let Some(identity) = self.inner.identity() else {
+            self.counters
+                .bypassed
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
+            return self.inner.try_translate_batch(keys, language);
+        };
+        let cache_key = |key: &str| TranslationKey {
+            identity: identity.clone(),
+            language,
+            key: key.into(),
+        };
+        let mut out: Vec<Option<String>> = Vec::with_capacity(keys.len());
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.cache.get(&cache_key(key)) {
+                Some(text) => out.push(text.map(|t| t.to_string())),
+                None => {
+                    out.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        self.counters
+            .hits
+            .fetch_add((keys.len() - missing.len()) as u64, Ordering::Relaxed);
+        if missing.is_empty() {
+            return Some(out);
+        }
+        self.counters
+            .misses
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        let asked: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
+        // A failed call is not "no translation": nothing is cached and the caller is told.
+        let answers = self.inner.try_translate_batch(&asked, language)?;
+        for (i, text) in missing.into_iter().zip(answers) {
+            self.cache
+                .insert(cache_key(keys[i]), text.as_deref().map(Arc::from));
+            out[i] = text;
+        }
+        Some(out)
     }
 
     fn identity(&self) -> Option<Arc<str>> {

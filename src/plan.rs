@@ -26,7 +26,7 @@ pub struct PlannedList {
 pub struct Plan {
     pub lists: Vec<PlannedList>,
     pub menu_button: MenuButton,
-    index: HashMap<ListKey, usize>,
+    index: HashMap<ListKey, usize, foldhash::fast::RandomState>,
 }
 
 impl Plan {

@@ -197,6 +197,18 @@ pub trait Translator: Send + Sync {
     fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
         keys.iter().map(|k| self.translate(k, language)).collect()
     }
+
+    /// `translate_batch`, or `None` when the call failed (a trap, a timeout): then the
+    /// answers are not "no translation" and must not be cached.
+    fn try_translate_batch(&self, keys: &[&str], language: Lang) -> Option<Vec<Option<String>>> {
+        Some(self.translate_batch(keys, language))
+    }
+
+    /// What this translator's answers depend on (a plugin's sha256 and settings), when they
+    /// depend on nothing else; `None` means uncacheable.
+    fn identity(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 /// A resolver from a closure, for bots whose rules live in Rust.

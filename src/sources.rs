@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::catalog::{FileCatalog, TranslatorSource};
 use crate::config::Config;
+use crate::output_cache::CachedTranslator;
 use crate::plugin::PluginSet;
 use crate::resolve::{Resolver, Translator, TranslatorChain};
 
@@ -13,6 +14,9 @@ pub struct Sources {
     /// `None` when the config names no resolver (or no plugin folder was given).
     pub resolver: Option<Arc<dyn Resolver>>,
     pub translator: TranslatorChain,
+    /// The output caches in front of the chain's plugin translators (`[cache]`), for the
+    /// engine to invalidate when a plugin is swapped.
+    pub translation_caches: Vec<Arc<CachedTranslator>>,
     /// Plugins the config names that were skipped because no plugin folder was given.
     pub skipped: Vec<String>,
 }
@@ -39,6 +43,7 @@ pub fn assemble(config: &Config, plugins: Option<&PluginSet>) -> Result<Sources,
         },
     };
     let mut chain: Vec<Arc<dyn Translator>> = Vec::new();
+    let mut translation_caches = Vec::new();
     for entry in &config.translators {
         match TranslatorSource::parse(entry, &config.base_dir) {
             Err(e) => problems.push(e),
@@ -51,6 +56,11 @@ pub fn assemble(config: &Config, plugins: Option<&PluginSet>) -> Result<Sources,
             Ok(TranslatorSource::Plugin(name)) => match plugins {
                 None => skipped.push(format!("translator `{name}`")),
                 Some(set) => match set.translator(&name) {
+                    Some(t) if config.cache.capacity > 0 => {
+                        let cached = Arc::new(CachedTranslator::new(t, &config.cache));
+                        translation_caches.push(cached.clone());
+                        chain.push(cached);
+                    }
                     Some(t) => chain.push(t),
                     None => missing.push(format!("translator `{name}`")),
                 },
@@ -73,6 +83,7 @@ pub fn assemble(config: &Config, plugins: Option<&PluginSet>) -> Result<Sources,
     Ok(Sources {
         resolver,
         translator: TranslatorChain(chain),
+        translation_caches,
         skipped,
     })
 }

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cmdscope::config::{Config, Format};
-use cmdscope::output_cache::{CacheSettings, CachedResolver};
+use cmdscope::output_cache::{CacheSettings, CachedResolver, CachedTranslator};
 use cmdscope::plugin::{LivePlugins, PluginHost, ReloadKind, SandboxLimits};
-use cmdscope::resolve::{FnResolver, ResolveError};
-use cmdscope::{Engine, Resolver, UserContext};
+use cmdscope::resolve::{FnResolver, ResolveError, TranslatorChain};
+use cmdscope::{Engine, Resolver, Translator, UserContext};
 
 use common::{guest_admin_config, plugin_bytes};
 
@@ -248,4 +248,143 @@ async fn a_reload_invalidates_exactly_the_replaced_plugins_answers() {
         (after.hits - before.hits, after.misses - before.misses),
         (1, 0)
     );
+}
+
+/// A translator swap rebuilds the engine's menus before the reload event goes out; the other
+/// translator of the chain answers the rebuild from its output cache, without a plugin call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_translator_swap_rebuilds_menus_and_only_the_swapped_translator_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("words.wasm"), plugin_bytes("words-v1")).unwrap();
+    std::fs::write(
+        dir.path().join("shop.wasm"),
+        plugin_bytes("shop-translator"),
+    )
+    .unwrap();
+    let text = r#"
+languages = ["en"]
+default_profile = "all"
+translators = ["words", "shop-translator"]
+[commands.start]
+i18n_key = "words.start.desc"
+[commands.help]
+i18n_key = "shop.help.desc"
+[profiles.all]
+include = ["start", "help"]
+[[scopes]]
+scope = "default"
+profile = "all"
+"#;
+    let config = Config::parse(text, Format::Toml, "c.toml").unwrap().config;
+    let live = LivePlugins::new(
+        PluginHost::new(SandboxLimits::default()).unwrap(),
+        dir.path(),
+        Arc::new(config.clone()),
+    )
+    .unwrap();
+    live.rescan();
+    let cached = |name: &str| {
+        Arc::new(CachedTranslator::new(
+            Arc::new(live.translator(name).unwrap()),
+            &config.cache,
+        ))
+    };
+    let (words, shop) = (cached("words"), cached("shop-translator"));
+    let chain = TranslatorChain(vec![
+        words.clone() as Arc<dyn Translator>,
+        shop.clone() as Arc<dyn Translator>,
+    ]);
+    let engine = Arc::new(
+        Engine::builder(config)
+            .translator(Arc::new(chain))
+            .translation_caches(vec![words.clone(), shop.clone()])
+            .engine(),
+    );
+    engine.follow_reloads(&live);
+    let user = UserContext::private(1).language("en");
+    let descriptions = |e: &Engine| -> Vec<String> {
+        e.menu_of("all", &user)
+            .iter()
+            .map(|c| c.description.clone())
+            .collect()
+    };
+    assert_eq!(descriptions(&engine), ["start v1", "How to use the shop"]);
+    let shop_before = shop.stats();
+
+    let mut events = live.subscribe();
+    let tmp = dir.path().join("incoming.tmp");
+    std::fs::write(&tmp, plugin_bytes("words-v2")).unwrap();
+    std::fs::rename(&tmp, dir.path().join("words.wasm")).unwrap();
+    live.rescan();
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.event, ReloadKind::Reloaded);
+    // Rebuilt before the event went out.
+    assert_eq!(descriptions(&engine), ["start v2", "How to use the shop"]);
+    assert_eq!(engine.plan().lists[0].commands[0].description, "start v2");
+    // The unchanged translator answered the rebuild from its cache.
+    let shop_after = shop.stats();
+    assert_eq!(shop_after.misses, shop_before.misses, "{shop_after:?}");
+    assert!(shop_after.hits > shop_before.hits, "{shop_after:?}");
+    // The swapped one was asked again, and its old version's answers are gone.
+    let words_stats = words.stats();
+    assert_eq!(
+        words_stats.entries,
+        words_stats.misses / 2,
+        "{words_stats:?}"
+    );
+}
+
+/// A pure native translator with an identity, counting the keys it is asked and failing on
+/// demand.
+struct CountingTranslator {
+    asked: AtomicUsize,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Translator for CountingTranslator {
+    fn translate(&self, key: &str, _: cmdscope::Lang) -> Option<String> {
+        Some(key.to_uppercase())
+    }
+
+    fn try_translate_batch(
+        &self,
+        keys: &[&str],
+        language: cmdscope::Lang,
+    ) -> Option<Vec<Option<String>>> {
+        self.asked.fetch_add(keys.len(), Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(keys.iter().map(|k| self.translate(k, language)).collect())
+    }
+
+    fn identity(&self) -> Option<Arc<str>> {
+        Some(Arc::from("counting-v1"))
+    }
+}
+
+#[test]
+fn translations_are_cached_per_key_and_failed_calls_never() {
+    let inner = Arc::new(CountingTranslator {
+        asked: AtomicUsize::new(0),
+        failing: true.into(),
+    });
+    let cache = CachedTranslator::new(inner.clone(), &CacheSettings::default());
+    let en = cmdscope::Lang::parse("en").unwrap();
+    // A failed call: "no translation" for now, and nothing remembered.
+    assert_eq!(cache.translate_batch(&["a", "b"], en), [None, None]);
+    inner.failing.store(false, Ordering::SeqCst);
+    assert_eq!(
+        cache.translate_batch(&["a", "b"], en),
+        [Some("A".to_string()), Some("B".to_string())]
+    );
+    assert_eq!(inner.asked.load(Ordering::SeqCst), 4);
+    // Only the new key is asked, in the same batch call.
+    assert_eq!(
+        cache.translate_batch(&["b", "c", "a"], en),
+        [Some("B".into()), Some("C".into()), Some("A".into())]
+    );
+    assert_eq!(inner.asked.load(Ordering::SeqCst), 5);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (2, 5, 3));
 }

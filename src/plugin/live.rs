@@ -521,4 +521,12 @@ impl Translator for HotTranslator {
     fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
         self.slot.load_full().translate_batch(keys, language)
     }
+
+    fn try_translate_batch(&self, keys: &[&str], language: Lang) -> Option<Vec<Option<String>>> {
+        self.slot.load_full().try_translate_batch(keys, language)
+    }
+
+    fn identity(&self) -> Option<Arc<str>> {
+        self.slot.load().identity()
+    }
 }

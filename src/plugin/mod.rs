@@ -266,6 +266,7 @@ impl PluginHost {
                 check_name(&info)?;
                 instances.configure(&info.name, settings);
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
+                    identity: identity(&info, settings),
                     breaker: Breaker::new(
                         self.sandbox.limits.failure_threshold,
                         self.sandbox.limits.cooldown,
@@ -471,6 +472,8 @@ impl Resolver for WasmResolver {
 /// translation" (the description chain then falls back) and is logged.
 pub struct WasmTranslator {
     info: PluginInfo,
+    /// sha256 of the bytes and of the plugin's settings: what its answers depend on.
+    identity: Arc<str>,
     instances: Instances<TranslatorPlugin>,
     breaker: Breaker,
 }
@@ -513,6 +516,11 @@ impl Translator for WasmTranslator {
     }
 
     fn translate_batch(&self, keys: &[&str], language: Lang) -> Vec<Option<String>> {
+        self.try_translate_batch(keys, language)
+            .unwrap_or_else(|| vec![None; keys.len()])
+    }
+
+    fn try_translate_batch(&self, keys: &[&str], language: Lang) -> Option<Vec<Option<String>>> {
         let max = self.instances.max_output();
         let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         self.guarded("translate-batch", || {
@@ -532,7 +540,10 @@ impl Translator for WasmTranslator {
             }
             Ok(texts)
         })
-        .unwrap_or_else(|| vec![None; keys.len()])
+    }
+
+    fn identity(&self) -> Option<Arc<str>> {
+        Some(self.identity.clone())
     }
 }
 

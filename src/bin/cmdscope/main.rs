@@ -134,7 +134,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             let engine = with_plugins(loaded.config, plugins.as_deref())?.engine();
-            print_plan(engine.plan(), format)?;
+            print_plan(&engine.plan(), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Apply {
@@ -148,7 +148,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let engine = Arc::new(with_plugins(loaded.config, plugins.as_deref())?.engine());
             if dry_run {
-                print_plan(engine.plan(), OutputFormat::Table)?;
+                print_plan(&engine.plan(), OutputFormat::Table)?;
                 println!("dry run: no Bot API call made");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -225,7 +225,9 @@ pub(crate) fn with_plugins(
             sources.skipped.join(", ")
         );
     }
-    let mut builder = CommandManager::builder(config).translator(Arc::new(sources.translator));
+    let mut builder = CommandManager::builder(config)
+        .translator(Arc::new(sources.translator))
+        .translation_caches(sources.translation_caches);
     if let Some(resolver) = sources.resolver {
         builder = builder.resolver(resolver);
     }
