@@ -6,9 +6,37 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::sync::OwnedMutexGuard;
 
 use crate::scope::ListKey;
+
+pub type TurnFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Turns shared by several workers of one bot (e.g. in Redis): the same rule as the
+/// in-process [`Coalescer`] across processes. A worker takes its local turn first, then the
+/// shared one.
+pub trait SharedTurns: Send + Sync {
+    /// Announces an update of `key` and waits until no other worker holds the key.
+    /// `None` when the shared state is unreachable: the worker goes on alone.
+    fn enter<'a>(&'a self, key: &'a ListKey) -> TurnFuture<'a, Option<SharedTurn>>;
+    /// Whether an update announced after `turn` exists anywhere (`false` when unreachable).
+    fn superseded<'a>(&'a self, turn: &'a SharedTurn) -> TurnFuture<'a, bool>;
+    /// Gives the key back.
+    fn leave(&self, turn: SharedTurn) -> TurnFuture<'_, ()>;
+}
+
+/// A worker's hold on a key in [`SharedTurns`].
+#[derive(Debug)]
+pub struct SharedTurn {
+    pub key: ListKey,
+    /// This update's place in the key's order of announcements.
+    pub seq: u64,
+    /// Proves the hold when giving it back.
+    pub token: String,
+}
 
 #[derive(Default)]
 pub(crate) struct Coalescer {

@@ -4,7 +4,7 @@
 //! diff -> delivery. See `ARCHITECTURE.md` for the code map.
 
 pub mod catalog;
-mod coalesce;
+pub mod coalesce;
 pub mod config;
 pub mod deliver;
 #[cfg(feature = "emulator")]
@@ -15,6 +15,8 @@ pub mod manager;
 pub mod menu;
 pub mod output_cache;
 pub mod plan;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod resolve;
 pub mod scope;
 pub mod sources;

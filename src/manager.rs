@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::coalesce::Coalescer;
+use crate::coalesce::{Coalescer, SharedTurns};
 use crate::config::{Config, MenuButton};
 use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions, DeliveryStats};
 pub use crate::engine::{Engine, EngineBuilder, Resolution};
@@ -126,6 +126,8 @@ pub struct CommandManager {
     delivery: Arc<Delivery>,
     store: Arc<dyn StateStore>,
     turns: Coalescer,
+    /// Turns shared with the bot's other workers, if any.
+    shared: Option<Arc<dyn SharedTurns>>,
 }
 
 impl CommandManager {
@@ -153,7 +155,15 @@ impl CommandManager {
             delivery,
             store,
             turns: Coalescer::default(),
+            shared: None,
         }
+    }
+
+    /// Takes turns on each list with the bot's other workers too (builder style): two workers
+    /// updating one chat at once end in one call with the latest menu.
+    pub fn with_shared_turns(mut self, shared: Arc<dyn SharedTurns>) -> CommandManager {
+        self.shared = Some(shared);
+        self
     }
 
     /// Replaces the state store (builder style).
@@ -316,10 +326,45 @@ impl CommandManager {
     }
 
     /// Brings one key to its desired content: nothing when the store knows Telegram has it;
-    /// else, in the key's turn, the intent is recorded, the call made and the result recorded.
+    /// else, in the key's turn (this process's, then the workers' shared one), the intent is
+    /// recorded, the call made and the result recorded.
     async fn bring(&self, key: &ListKey, desired: Option<&Menu>, force: Force) -> Status {
         let turn = self.turns.turn(key).await;
         if turn.superseded() {
+            return Status::Superseded;
+        }
+        let shared = match &self.shared {
+            Some(s) => s.enter(key).await.map(|t| (s, t)),
+            None => None,
+        };
+        let superseded = || async {
+            if turn.superseded() {
+                return true;
+            }
+            match &shared {
+                Some((s, t)) => s.superseded(t).await,
+                None => false,
+            }
+        };
+        let status = self.bring_in_turn(key, desired, force, superseded).await;
+        if let Some((s, t)) = shared {
+            s.leave(t).await;
+        }
+        status
+    }
+
+    async fn bring_in_turn<F, Fut>(
+        &self,
+        key: &ListKey,
+        desired: Option<&Menu>,
+        force: Force,
+        superseded: F,
+    ) -> Status
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        if superseded().await {
             return Status::Superseded;
         }
         let op = match self.store.load(key).await {
@@ -339,18 +384,19 @@ impl CommandManager {
         };
         // Wait for the pace before committing to this menu: a newer one may arrive meanwhile.
         let permit = self.delivery.ready().await;
-        if turn.superseded() {
+        if superseded().await {
             return Status::Superseded;
         }
         let intent = op.intent();
-        if let Err(e) = self.store.begin(key, intent).await {
-            return Status::StoreFailed(e);
-        }
+        let ticket = match self.store.begin(key, intent).await {
+            Ok(ticket) => ticket,
+            Err(e) => return Status::StoreFailed(e),
+        };
         if let Err(e) = self.delivery.apply(permit, key, &op).await {
             // The intent stays unconfirmed, so the next update sends this key again.
             return Status::Failed(e);
         }
-        if let Err(e) = self.store.confirm(key, intent).await {
+        if let Err(e) = self.store.confirm(key, intent, ticket).await {
             return Status::StoreFailed(e);
         }
         match op {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Intent, KeyState, StateStore, StoreError, StoreFuture};
+use super::{Intent, KeyState, StateStore, StoreError, StoreFuture, Ticket};
 use crate::menu::Fingerprint;
 use crate::scope::ListKey;
 
@@ -100,14 +100,16 @@ impl StateStore for FileStore {
         Box::pin(std::future::ready(result))
     }
 
-    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()> {
-        self.write(key, move |old| KeyState {
+    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, Ticket> {
+        let write = self.write(key, move |old| KeyState {
             pending: Some(intent),
             ..old
-        })
+        });
+        Box::pin(async move { write.await.map(|()| 0) })
     }
 
-    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()> {
+    /// One process holds the file, and its updates of a key take turns.
+    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent, _: Ticket) -> StoreFuture<'a, ()> {
         self.write(key, move |_| KeyState {
             applied: intent.applied(),
             pending: None,

@@ -67,6 +67,9 @@ impl StoreError {
     }
 }
 
+/// What `begin` hands to `confirm`: the key's version after the intent was recorded.
+pub type Ticket = u64;
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Where applied state lives. Implementations must make `begin` durable before returning
@@ -75,10 +78,17 @@ pub trait StateStore: Send + Sync {
     /// A short description for reports (`memory`, `file /var/lib/bot.state`).
     fn describe(&self) -> String;
     fn load<'a>(&'a self, key: &'a ListKey) -> StoreFuture<'a, KeyState>;
-    /// Records that a call bringing `key` to `intent` is about to be made.
-    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()>;
+    /// Records that a call bringing `key` to `intent` is about to be made. The ticket goes
+    /// back to `confirm`: a shared store uses it to refuse a confirmation that a newer intent
+    /// overtook (the key then stays uncertain, and is sent again).
+    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, Ticket>;
     /// Records that Telegram accepted the call for `intent`.
-    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()>;
+    fn confirm<'a>(
+        &'a self,
+        key: &'a ListKey,
+        intent: Intent,
+        ticket: Ticket,
+    ) -> StoreFuture<'a, ()>;
     /// Every key with a state, for reports and reconciliation.
     fn entries(&self) -> StoreFuture<'_, Vec<(ListKey, KeyState)>>;
     /// The bot's default menu button as last confirmed (`commands`, `default`), if known.
@@ -114,12 +124,13 @@ impl StateStore for MemoryStore {
         Box::pin(std::future::ready(Ok(state)))
     }
 
-    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()> {
+    fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, Ticket> {
         self.lock().entry(key.clone()).or_default().pending = Some(intent);
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(std::future::ready(Ok(0)))
     }
 
-    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, ()> {
+    /// One process, and updates of a key take turns: no newer intent can overtake.
+    fn confirm<'a>(&'a self, key: &'a ListKey, intent: Intent, _: Ticket) -> StoreFuture<'a, ()> {
         let mut keys = self.lock();
         match intent {
             Intent::Delete => {
@@ -168,27 +179,27 @@ mod tests {
     use crate::scope::Scope;
 
     /// The contract every store keeps; run against each implementation.
-    pub(crate) async fn store_contract(store: &dyn StateStore) {
+    pub async fn store_contract(store: &dyn StateStore) {
         let key = ListKey::new(Scope::AllPrivateChats, None);
         let other = ListKey::new(Scope::Default, None);
         let (a, b) = (Fingerprint(1), Fingerprint(2));
         assert_eq!(store.load(&key).await.unwrap(), KeyState::default());
-        store.begin(&key, Intent::Set(a)).await.unwrap();
+        let t = store.begin(&key, Intent::Set(a)).await.unwrap();
         let uncertain = store.load(&key).await.unwrap();
         assert_eq!(uncertain.pending, Some(Intent::Set(a)));
         assert!(!uncertain.holds(Some(a)), "an unconfirmed key is uncertain");
-        store.confirm(&key, Intent::Set(a)).await.unwrap();
+        store.confirm(&key, Intent::Set(a), t).await.unwrap();
         assert!(store.load(&key).await.unwrap().holds(Some(a)));
-        store.begin(&key, Intent::Set(b)).await.unwrap();
+        let t = store.begin(&key, Intent::Set(b)).await.unwrap();
         let state = store.load(&key).await.unwrap();
         assert_eq!(state.applied, Some(a), "the confirmed version stays known");
-        store.confirm(&key, Intent::Set(b)).await.unwrap();
+        store.confirm(&key, Intent::Set(b), t).await.unwrap();
         store.begin(&other, Intent::Set(a)).await.unwrap();
         let mut entries = store.entries().await.unwrap();
         entries.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(entries.len(), 2);
-        store.begin(&key, Intent::Delete).await.unwrap();
-        store.confirm(&key, Intent::Delete).await.unwrap();
+        let t = store.begin(&key, Intent::Delete).await.unwrap();
+        store.confirm(&key, Intent::Delete, t).await.unwrap();
         assert!(store.load(&key).await.unwrap().holds(None));
 
         assert_eq!(store.menu_button().await.unwrap(), None);

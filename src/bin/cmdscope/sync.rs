@@ -13,6 +13,7 @@ use serde_json::json;
 use cmdscope::deliver::{Delivery, DeliveryOptions, HttpBotApi, TELEGRAM_API_URL};
 use cmdscope::engine::Engine;
 use cmdscope::manager::BatchSummary;
+use cmdscope::redis;
 use cmdscope::state::{FileStore, MemoryStore, StateStore};
 use cmdscope::{ChatType, CommandManager, UserContext};
 
@@ -25,10 +26,15 @@ pub(crate) struct Connection {
     /// Bot API server, e.g. an emulator.
     #[arg(long, default_value = TELEGRAM_API_URL)]
     pub api_url: String,
-    /// File remembering what Telegram holds (created when missing), so a second identical run
-    /// sends nothing and an interrupted run resumes. Without it, state lasts one run.
+    /// Where to remember what Telegram holds: a file (created when missing), or a Redis URL
+    /// (`redis://127.0.0.1:6379`) shared by all workers of the bot, which then also share the
+    /// pace and take turns per chat. A second identical run sends nothing; an interrupted run
+    /// resumes. Without it, state lasts one run.
     #[arg(long)]
-    pub state: Option<PathBuf>,
+    pub state: Option<String>,
+    /// Prefix of the bot's keys in Redis (default `cmdscope:<bot id>`).
+    #[arg(long)]
+    pub redis_prefix: Option<String>,
     /// Bot API requests per second for the whole bot.
     #[arg(long, default_value_t = 25.0)]
     pub pace: f64,
@@ -47,17 +53,33 @@ impl Connection {
         if self.pace.is_nan() || self.pace <= 0.0 {
             anyhow::bail!("--pace must be above 0 (requests per second)");
         }
-        let api = HttpBotApi::new(token, &self.api_url)?;
-        let store: Arc<dyn StateStore> = match &self.state {
-            Some(path) => Arc::new(FileStore::open(path)?),
-            None => Arc::new(MemoryStore::new()),
-        };
+        let api = Arc::new(HttpBotApi::new(token, &self.api_url)?);
         let options = DeliveryOptions {
             pace: self.pace,
             burst: self.burst,
             ..DeliveryOptions::default()
         };
-        let delivery = Delivery::new(Arc::new(api), options);
+        let state = self.state.as_deref();
+        if let Some(url) = state.filter(|s| s.starts_with("redis://") || s.starts_with("rediss://"))
+        {
+            let prefix = self
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| redis::default_prefix(token));
+            let shared = redis::RedisShared::connect(url, &prefix)?;
+            let gate = Arc::new(redis::RedisGate::new(shared.clone(), self.pace, self.burst));
+            let delivery = Delivery::with_gate(api, gate, options);
+            let store = Arc::new(redis::RedisStore::new(shared.clone()));
+            return Ok(
+                CommandManager::with_parts(engine, Arc::new(delivery), store)
+                    .with_shared_turns(Arc::new(redis::RedisTurns::new(shared))),
+            );
+        }
+        let store: Arc<dyn StateStore> = match state {
+            Some(path) => Arc::new(FileStore::open(Path::new(path))?),
+            None => Arc::new(MemoryStore::new()),
+        };
+        let delivery = Delivery::new(api, options);
         Ok(CommandManager::with_parts(
             engine,
             Arc::new(delivery),

@@ -1,0 +1,414 @@
+//! Several workers of one bot sharing state, pace and turns through a real redis-server.
+//!
+//! The server: `CMDSCOPE_TEST_REDIS_URL` (set by `.ci/run`), else one these tests start with
+//! `redis-server` on a free port. Without either, the tests fail when `CI` or
+//! `CMDSCOPE_REQUIRE_REDIS` is set and are skipped (saying so) otherwise.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cmdscope::config::{Config, Format};
+use cmdscope::deliver::{Delivery, DeliveryOptions, HttpBotApi, RetryPolicy};
+use cmdscope::emulator::RunningEmulator;
+use cmdscope::menu::Fingerprint;
+use cmdscope::redis::{RedisGate, RedisShared, RedisStore, RedisTurns};
+use cmdscope::resolve::FlagRules;
+use cmdscope::state::{Intent, StateStore};
+use cmdscope::{CommandManager, ListKey, Scope, UserContext};
+
+use common::{TOKEN, emulator};
+
+/// A redis-server child process, stopped on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` on a free port with `extra` arguments; `None` if there is none.
+    fn start(extra: &[&str]) -> Option<RedisServer> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = spawn(&args)?;
+        let server = RedisServer { child, port, args };
+        server.wait_ready();
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`, then the same server again on the same port.
+    fn restart_after(&mut self, down: Duration) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(down);
+        self.child = spawn(&self.args).expect("redis-server ran before");
+        self.wait_ready();
+    }
+}
+
+fn spawn(args: &[String]) -> Option<Child> {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("CMDSCOPE_REQUIRE_REDIS").is_some()
+}
+
+/// No server available: fail in CI, skip (loudly) elsewhere.
+fn unavailable() -> Option<String> {
+    assert!(
+        !required(),
+        "no Redis: set CMDSCOPE_TEST_REDIS_URL or install redis-server (.ci/run does both)"
+    );
+    eprintln!("SKIPPED: no redis-server and no CMDSCOPE_TEST_REDIS_URL");
+    None
+}
+
+/// The shared server's URL for this test binary.
+fn redis_url() -> Option<String> {
+    static SERVER: OnceLock<Option<RedisServer>> = OnceLock::new();
+    if let Ok(url) = std::env::var("CMDSCOPE_TEST_REDIS_URL") {
+        return Some(url);
+    }
+    match SERVER.get_or_init(|| RedisServer::start(&[])) {
+        Some(server) => Some(server.url()),
+        None => unavailable(),
+    }
+}
+
+/// Keys of one test apart from every other test's.
+fn prefix(test: &str) -> String {
+    format!("cmdscope-test:{test}:{:x}", fastrand::u64(..))
+}
+
+fn config() -> Config {
+    let text = r#"
+default_profile = "guest"
+languages = ["en"]
+[commands.start]
+descriptions = { en = "Start" }
+[commands.help]
+descriptions = { en = "Help" }
+[commands.ban]
+descriptions = { en = "Ban a user" }
+[commands.tips]
+descriptions = { en = "Tips for helpers" }
+[profiles.guest]
+include = ["start", "help"]
+[profiles.admin]
+include = ["start", "help", "ban"]
+[profiles.helper]
+include = ["start", "help", "tips"]
+[[scopes]]
+scope = "default"
+profile = "guest"
+"#;
+    Config::parse(text, Format::Toml, "workers.toml")
+        .unwrap()
+        .config
+}
+
+/// One worker: its own Redis connection, HTTP client and manager, sharing everything else
+/// through Redis.
+fn worker(
+    running: &RunningEmulator,
+    redis_url: &str,
+    prefix: &str,
+    pace: f64,
+    burst: u32,
+) -> CommandManager {
+    let shared = RedisShared::connect(redis_url, prefix).unwrap();
+    let api = Arc::new(HttpBotApi::new(TOKEN, &running.url()).unwrap());
+    let options = DeliveryOptions {
+        pace,
+        burst,
+        retry: RetryPolicy {
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(200),
+            ..RetryPolicy::default()
+        },
+        ..DeliveryOptions::default()
+    };
+    let gate = Arc::new(RedisGate::new(shared.clone(), pace, burst));
+    let delivery = Delivery::with_gate(api, gate, options);
+    let engine = Arc::new(
+        CommandManager::builder(config())
+            .resolver(Arc::new(FlagRules::new(
+                [("admin", "admin"), ("helper", "helper")],
+                "guest",
+            )))
+            .engine(),
+    );
+    CommandManager::with_parts(
+        engine,
+        Arc::new(delivery),
+        Arc::new(RedisStore::new(shared.clone())),
+    )
+    .with_shared_turns(Arc::new(RedisTurns::new(shared)))
+}
+
+fn user(id: i64) -> UserContext {
+    UserContext::private(id)
+        .language("en")
+        .flag("admin", id % 10 == 0)
+        .flag("helper", id % 10 == 5)
+}
+
+fn profile_of(ctx: &UserContext) -> &'static str {
+    if ctx.is("admin") {
+        "admin"
+    } else if ctx.is("helper") {
+        "helper"
+    } else {
+        "guest"
+    }
+}
+
+fn assert_all_correct(running: &RunningEmulator, m: &CommandManager, users: &[UserContext]) {
+    for ctx in users {
+        let want = m.engine().menu_of(profile_of(ctx), ctx);
+        let shown = running.emulator.effective(&ctx.viewer()).1;
+        assert_eq!(shown[..], want[..], "user {}", ctx.user_id);
+    }
+}
+
+/// Runs `n` workers, each on its own runtime and thread, each updating `users` (its own
+/// order), and returns the summaries.
+fn run_workers(
+    running: &RunningEmulator,
+    url: &str,
+    prefix: &str,
+    n: usize,
+    users: &[UserContext],
+    pace: f64,
+    burst: u32,
+) -> Vec<cmdscope::manager::BatchSummary> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|w| {
+                scope.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let m = worker(running, url, prefix, pace, burst);
+                        let mut mine = users.to_vec();
+                        // Every worker meets the users in its own order.
+                        let mut rng = fastrand::Rng::with_seed(w as u64);
+                        rng.shuffle(&mut mine);
+                        m.update_users(mine, 16).await.summary
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[tokio::test]
+async fn the_redis_store_keeps_the_contract_and_refuses_overtaken_confirmations() {
+    let Some(url) = redis_url() else { return };
+    let store = RedisStore::new(RedisShared::connect(&url, &prefix("store")).unwrap());
+    let key = ListKey::new(Scope::AllPrivateChats, None);
+    let (a, b) = (Fingerprint(1), Fingerprint(2));
+    assert_eq!(store.load(&key).await.unwrap(), Default::default());
+    let t = store.begin(&key, Intent::Set(a)).await.unwrap();
+    assert!(
+        !store.load(&key).await.unwrap().holds(Some(a)),
+        "uncertain until confirmed"
+    );
+    store.confirm(&key, Intent::Set(a), t).await.unwrap();
+    assert!(store.load(&key).await.unwrap().holds(Some(a)));
+
+    // Worker 1 begins B, worker 2 begins A after it; worker 1's late confirmation of B must
+    // not record B over what worker 2 is doing.
+    let t1 = store.begin(&key, Intent::Set(b)).await.unwrap();
+    let t2 = store.begin(&key, Intent::Set(a)).await.unwrap();
+    store.confirm(&key, Intent::Set(b), t1).await.unwrap();
+    let state = store.load(&key).await.unwrap();
+    assert_eq!(state.pending, Some(Intent::Set(a)), "still uncertain");
+    store.confirm(&key, Intent::Set(a), t2).await.unwrap();
+    assert!(store.load(&key).await.unwrap().holds(Some(a)));
+
+    let t = store.begin(&key, Intent::Delete).await.unwrap();
+    store.confirm(&key, Intent::Delete, t).await.unwrap();
+    assert!(store.load(&key).await.unwrap().holds(None));
+    store.record_menu_button(Some("commands")).await.unwrap();
+    assert_eq!(
+        store.menu_button().await.unwrap().as_deref(),
+        Some("commands")
+    );
+}
+
+#[test]
+fn four_workers_on_2000_overlapping_users_make_exactly_the_needed_calls_at_the_pace() {
+    let Some(url) = redis_url() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt.block_on(emulator());
+    let prefix = prefix("four");
+    let (pace, burst) = (100.0, 10);
+    rt.block_on(async {
+        let first = worker(&running, &url, &prefix, pace, burst);
+        assert!(first.setup_all().await.is_complete());
+    });
+    let after_setup = running.emulator.calls().total;
+    let users: Vec<UserContext> = (1..=2000).map(user).collect();
+
+    let summaries = run_workers(&running, &url, &prefix, 4, &users, pace, burst);
+    let failed: usize = summaries.iter().map(|s| s.failed).sum();
+    assert_eq!(failed, 0, "{summaries:?}");
+    // 200 admins and 200 helpers need an override each; the 1600 guests none.
+    let calls = running.emulator.calls().total - after_setup;
+    assert_eq!(
+        calls, 400,
+        "exactly the needed calls, none twice: {summaries:?}"
+    );
+    let applied: usize = summaries.iter().map(|s| s.applied).sum();
+    assert_eq!(applied, 400);
+    let peak = running.emulator.max_calls_within(Duration::from_secs(1));
+    assert!(
+        peak <= 110,
+        "{peak} calls within a second: pace 100 + burst 10"
+    );
+    let checker = rt.block_on(async { worker(&running, &url, &prefix, pace, burst) });
+    assert_all_correct(&running, &checker, &users);
+
+    // A second round by all four: nothing left to send.
+    let again = run_workers(&running, &url, &prefix, 4, &users, pace, burst);
+    assert!(again.iter().all(|s| s.calls.is_empty()), "{again:?}");
+}
+
+#[test]
+fn two_workers_racing_on_one_chat_the_latest_menu_wins() {
+    let Some(url) = redis_url() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt.block_on(emulator());
+    let prefix = prefix("race");
+    // A slow pace, its burst spent, so the first update waits for its slot.
+    let (a, b) = rt.block_on(async {
+        let a = worker(&running, &url, &prefix, 2.0, 1);
+        let b = worker(&running, &url, &prefix, 2.0, 1);
+        assert!(a.update_user(&user(10)).await.status.is_applied());
+        (a, b)
+    });
+    let before = running.emulator.calls().total;
+    let chat = 7;
+    let as_admin = UserContext::private(chat)
+        .language("en")
+        .flag("admin", true);
+    let as_helper = UserContext::private(chat)
+        .language("en")
+        .flag("helper", true);
+    let (first, second) = rt.block_on(async {
+        let first = a.update_user(&as_admin);
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            b.update_user(&as_helper).await
+        };
+        tokio::join!(first, second)
+    });
+    assert_eq!(first.status, cmdscope::Status::Superseded);
+    assert!(second.status.is_applied(), "{:?}", second.status);
+    assert_eq!(running.emulator.calls().total - before, 1, "one call");
+    let shown = running.emulator.effective(&as_helper.viewer()).1;
+    assert_eq!(shown[..], b.engine().menu_of("helper", &as_helper)[..]);
+}
+
+#[test]
+fn a_redis_restart_mid_run_loses_nothing() {
+    // Its own server, persisting every write (as production should), so it can be restarted.
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_string_lossy().into_owned();
+    let args = [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        &dir,
+    ];
+    let Some(mut server) = RedisServer::start(&args) else {
+        unavailable();
+        return;
+    };
+    let url = server.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt.block_on(emulator());
+    let prefix = prefix("restart");
+    rt.block_on(async {
+        let first = worker(&running, &url, &prefix, 400.0, 20);
+        assert!(first.setup_all().await.is_complete());
+    });
+    // Every user needs an override: 800 calls at 400 a second take about 2 s.
+    let users: Vec<UserContext> = (1..=800)
+        .map(|id| UserContext::private(id).language("en").flag("admin", true))
+        .collect();
+    let summaries = std::thread::scope(|scope| {
+        let run = scope.spawn(|| run_workers(&running, &url, &prefix, 2, &users, 400.0, 20));
+        // Restart the server while the workers run.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running.emulator.calls().total < 200 {
+            assert!(Instant::now() < deadline, "the workers made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.restart_after(Duration::from_millis(300));
+        run.join().unwrap()
+    });
+    assert_eq!(
+        summaries.iter().map(|s| s.failed).sum::<usize>(),
+        0,
+        "{summaries:?}"
+    );
+    let checker = rt.block_on(async { worker(&running, &url, &prefix, 400.0, 20) });
+    assert_all_correct(&running, &checker, &users);
+    // What the outage left unrecorded is marked uncertain and settled by the next rounds.
+    run_workers(&running, &url, &prefix, 2, &users, 400.0, 20);
+    assert_all_correct(&running, &checker, &users);
+    let settled = run_workers(&running, &url, &prefix, 2, &users, 400.0, 20);
+    assert!(settled.iter().all(|s| s.calls.is_empty()), "{settled:?}");
+}
