@@ -412,3 +412,81 @@ fn a_redis_restart_mid_run_loses_nothing() {
     let settled = run_workers(&running, &url, &prefix, 2, &users, 400.0, 20);
     assert!(settled.iter().all(|s| s.calls.is_empty()), "{settled:?}");
 }
+
+/// The README's two-worker recipe: two `cmdscope sync-users` processes on one Redis.
+#[test]
+fn two_sync_users_processes_share_one_redis() {
+    let Some(url) = redis_url() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt.block_on(emulator());
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for name in ["tiered-resolver", "shop-translator"] {
+        std::fs::copy(
+            common::plugin_path(name),
+            plugins.join(format!("{name}.wasm")),
+        )
+        .unwrap();
+    }
+    let users = dir.path().join("users.jsonl");
+    // Every third user is registered and every seventh premium: they need overrides.
+    let lines: String = (1..=300)
+        .map(|id| {
+            format!(
+                "{{\"user_id\":{id},\"language_code\":\"en\",\"flags\":{{\"registered\":{},\"premium\":{}}}}}\n",
+                id % 3 == 0,
+                id % 7 == 0
+            )
+        })
+        .collect();
+    std::fs::write(&users, lines).unwrap();
+    let prefix = prefix("cli");
+    let sync = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmdscope"));
+        cmd.args([
+            "sync-users",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
+        ])
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--users")
+        .arg(&users)
+        .args([
+            "--token",
+            TOKEN,
+            "--api-url",
+            &running.url(),
+            "--state",
+            &url,
+        ])
+        .args(["--redis-prefix", &prefix, "--pace", "200", "--burst", "10"])
+        .env_remove("CMDSCOPE_BOT_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let summary = |child: Child| -> serde_json::Value {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    };
+    let (a, b) = (sync(), sync());
+    let (a, b) = (summary(a), summary(b));
+    let sent = |s: &serde_json::Value| s["calls"]["setMyCommands"].as_u64().unwrap();
+    let log = running.emulator.call_log();
+    let distinct: std::collections::HashSet<_> = log.iter().map(|c| c.key.clone()).collect();
+    assert!(log.len() >= 100, "{} calls", log.len());
+    assert_eq!(distinct.len(), log.len(), "no list sent twice");
+    assert_eq!(sent(&a) + sent(&b), log.len() as u64);
+    assert!(a["state"].as_str().unwrap().starts_with("redis "));
+    let again = summary(sync());
+    assert_eq!(sent(&again), 0);
+    assert_eq!(again["unchanged"], 300);
+}

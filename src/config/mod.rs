@@ -50,6 +50,8 @@ pub struct Config {
     pub sandbox: SandboxLimits,
     /// Resolver output cache (`[cache]`).
     pub cache: crate::output_cache::CacheSettings,
+    /// Where the applied state lives (`[state]`).
+    pub state: StateBackend,
 }
 
 /// Bounds every plugin call runs within (`[sandbox]`).
@@ -120,6 +122,22 @@ pub struct ScopeSpec {
     pub languages: Vec<Lang>,
 }
 
+/// Where the applied state lives (`[state] backend = ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StateBackend {
+    /// For this process's lifetime (the default).
+    #[default]
+    Memory,
+    /// A redb file (`path`, relative to the config file).
+    File(std::path::PathBuf),
+    /// A Redis server shared by the bot's workers; keys start with `key_prefix`
+    /// (default `cmdscope:<bot id>`).
+    Redis {
+        url: String,
+        key_prefix: Option<String>,
+    },
+}
+
 /// The bot's default menu button.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,6 +194,9 @@ impl Config {
         })?;
         let mut loaded = Config::parse(&text, Format::from_path(path), &source)?;
         loaded.config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let StateBackend::File(state) = &mut loaded.config.state {
+            *state = loaded.config.base_dir.join(&*state);
+        }
         Ok(loaded)
     }
 

@@ -27,6 +27,16 @@ pub(super) struct RawConfig {
     pub plugins: IndexMap<String, IndexMap<String, serde_json::Value>>,
     pub sandbox: RawSandbox,
     pub cache: RawCache,
+    pub state: RawState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawState {
+    pub backend: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,7 +100,9 @@ const TOP_KEYS: &[&str] = &[
     "plugins",
     "sandbox",
     "cache",
+    "state",
 ];
+const STATE_KEYS: &[&str] = &["backend", "path", "url", "key_prefix"];
 const CACHE_KEYS: &[&str] = &["capacity", "ttl_s"];
 const SANDBOX_KEYS: &[&str] = &[
     "timeout_ms",
@@ -169,6 +181,7 @@ fn unknown_key(file: &str, segments: &[Segment]) -> Diagnostic {
         [Segment::Key(t), Segment::Index(_), _] if t == "scopes" => SCOPE_KEYS,
         [Segment::Key(t), _] if t == "sandbox" => SANDBOX_KEYS,
         [Segment::Key(t), _] if t == "cache" => CACHE_KEYS,
+        [Segment::Key(t), _] if t == "state" => STATE_KEYS,
         _ => &[],
     };
     let fix = match suggest(key, known.iter().copied()) {

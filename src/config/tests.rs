@@ -391,3 +391,39 @@ fn sandbox_bounds_and_typos() {
     let e = errors(&format!("resolver = \"\"\n{BASE}"));
     assert_error(&e, "resolver", "empty");
 }
+
+#[test]
+fn state_backends_and_their_mistakes() {
+    assert_eq!(load(BASE).unwrap().config.state, StateBackend::Memory);
+    let redis = load(&format!(
+        "{BASE}\n[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"shop\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        redis.config.state,
+        StateBackend::Redis {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: Some("shop".into())
+        }
+    );
+    let file = load(&format!(
+        "{BASE}\n[state]\nbackend = \"file\"\npath = \"bot.state\"\nurl = \"redis://x\"\n"
+    ))
+    .unwrap();
+    assert_eq!(file.config.state, StateBackend::File("bot.state".into()));
+    assert!(file.warnings.iter().any(|w| w.path == "state.url"));
+
+    let e = errors(&format!("{BASE}\n[state]\nbackend = \"redis\"\n"));
+    assert_error(&e, "state.url", "needs a url");
+    let e = errors(&format!(
+        "{BASE}\n[state]\nbackend = \"redis\"\nurl = \"http://x\"\n"
+    ));
+    assert_error(&e, "state.url", "not a Redis URL");
+    let e = errors(&format!("{BASE}\n[state]\nbackend = \"sqlite\"\n"));
+    assert_error(&e, "state.backend", "unknown backend");
+    let e = errors(&format!(
+        "{BASE}\n[state]\nbackend = \"file\"\npaht = \"x\"\n"
+    ));
+    assert_error(&e, "state.paht", "unknown key");
+    assert_error(&e, "state.path", "needs a path");
+}

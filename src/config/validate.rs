@@ -72,6 +72,7 @@ pub(super) fn validate(
     warn_empty_profiles(&profiles, &mut r);
     let sandbox = sandbox(&raw.sandbox, &mut r);
     let cache = cache(&raw, &mut r);
+    let state = state(&raw, &mut r);
     let plugin_settings = plugin_settings(&raw, &mut r);
     for (i, entry) in raw.translators.iter().enumerate() {
         if let Err(e) = crate::catalog::TranslatorSource::parse(entry, std::path::Path::new(".")) {
@@ -122,6 +123,7 @@ pub(super) fn validate(
             plugin_settings,
             sandbox,
             cache,
+            state,
         },
         warnings: r.warnings,
     })
@@ -673,4 +675,76 @@ fn cache(raw: &RawConfig, r: &mut Report) -> crate::output_cache::CacheSettings 
         settings.ttl = (ttl > 0).then(|| std::time::Duration::from_secs(ttl));
     }
     settings
+}
+
+/// `[state]`: `memory` (default), `file` with `path`, or `redis` with `url`.
+/// A relative `path` is made relative to the config file by `Config::load`.
+fn state(raw: &RawConfig, r: &mut Report) -> super::StateBackend {
+    use super::StateBackend;
+    let s = &raw.state;
+    let unused = |r: &mut Report, key: &str, present: bool, backend: &str| {
+        if present {
+            r.warn(
+                format!("state.{key}"),
+                format!("`{key}` is not used by the `{backend}` backend"),
+                "remove it",
+            );
+        }
+    };
+    match s.backend.as_deref().unwrap_or("memory") {
+        "memory" => {
+            unused(r, "path", s.path.is_some(), "memory");
+            unused(r, "url", s.url.is_some(), "memory");
+            StateBackend::Memory
+        }
+        "file" => {
+            unused(r, "url", s.url.is_some(), "file");
+            match &s.path {
+                Some(path) if !path.is_empty() => StateBackend::File(path.into()),
+                _ => {
+                    r.error(
+                        "state.path",
+                        "the `file` backend needs a path",
+                        "add path = \"bot.state\" (relative to this file)",
+                    );
+                    StateBackend::Memory
+                }
+            }
+        }
+        "redis" => {
+            unused(r, "path", s.path.is_some(), "redis");
+            match &s.url {
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                    StateBackend::Redis {
+                        url: url.clone(),
+                        key_prefix: s.key_prefix.clone(),
+                    }
+                }
+                Some(url) => {
+                    r.error(
+                        "state.url",
+                        format!("`{url}` is not a Redis URL"),
+                        "use redis://HOST:PORT (or rediss:// for TLS)",
+                    );
+                    StateBackend::Memory
+                }
+                None => {
+                    r.error(
+                        "state.url",
+                        "the `redis` backend needs a url",
+                        "add url = \"redis://127.0.0.1:6379\"",
+                    );
+                    StateBackend::Memory
+                }
+            }
+        }
+        other => {
+            r.error(
+                "state.backend",
+                format!("unknown backend `{other}`"),
+                "use memory, file or redis",
+            );
+            StateBackend::Memory
+        }
+    }
 }

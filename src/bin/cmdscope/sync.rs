@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use cmdscope::config::StateBackend;
 use cmdscope::deliver::{Delivery, DeliveryOptions, HttpBotApi, TELEGRAM_API_URL};
 use cmdscope::engine::Engine;
 use cmdscope::manager::BatchSummary;
@@ -29,10 +30,11 @@ pub(crate) struct Connection {
     /// Where to remember what Telegram holds: a file (created when missing), or a Redis URL
     /// (`redis://127.0.0.1:6379`) shared by all workers of the bot, which then also share the
     /// pace and take turns per chat. A second identical run sends nothing; an interrupted run
-    /// resumes. Without it, state lasts one run.
+    /// resumes. Default: the config's `[state]`, else memory (state lasts one run).
     #[arg(long)]
     pub state: Option<String>,
-    /// Prefix of the bot's keys in Redis (default `cmdscope:<bot id>`).
+    /// Prefix of the bot's keys in Redis (default: the config's `[state] key_prefix`, else
+    /// `cmdscope:<bot id>`).
     #[arg(long)]
     pub redis_prefix: Option<String>,
     /// Bot API requests per second for the whole bot.
@@ -59,25 +61,35 @@ impl Connection {
             burst: self.burst,
             ..DeliveryOptions::default()
         };
-        let state = self.state.as_deref();
-        if let Some(url) = state.filter(|s| s.starts_with("redis://") || s.starts_with("rediss://"))
-        {
-            let prefix = self
-                .redis_prefix
-                .clone()
-                .unwrap_or_else(|| redis::default_prefix(token));
-            let shared = redis::RedisShared::connect(url, &prefix)?;
-            let gate = Arc::new(redis::RedisGate::new(shared.clone(), self.pace, self.burst));
-            let delivery = Delivery::with_gate(api, gate, options);
-            let store = Arc::new(redis::RedisStore::new(shared.clone()));
-            return Ok(
-                CommandManager::with_parts(engine, Arc::new(delivery), store)
-                    .with_shared_turns(Arc::new(redis::RedisTurns::new(shared))),
-            );
-        }
-        let store: Arc<dyn StateStore> = match state {
-            Some(path) => Arc::new(FileStore::open(Path::new(path))?),
-            None => Arc::new(MemoryStore::new()),
+        // --state wins over the config's [state].
+        let backend = match self.state.as_deref() {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                StateBackend::Redis {
+                    url: url.to_string(),
+                    key_prefix: None,
+                }
+            }
+            Some(path) => StateBackend::File(Path::new(path).to_path_buf()),
+            None => engine.config().state.clone(),
+        };
+        let store: Arc<dyn StateStore> = match backend {
+            StateBackend::Redis { url, key_prefix } => {
+                let prefix = self
+                    .redis_prefix
+                    .clone()
+                    .or(key_prefix)
+                    .unwrap_or_else(|| redis::default_prefix(token));
+                let shared = redis::RedisShared::connect(&url, &prefix)?;
+                let gate = Arc::new(redis::RedisGate::new(shared.clone(), self.pace, self.burst));
+                let delivery = Delivery::with_gate(api, gate, options);
+                let store = Arc::new(redis::RedisStore::new(shared.clone()));
+                return Ok(
+                    CommandManager::with_parts(engine, Arc::new(delivery), store)
+                        .with_shared_turns(Arc::new(redis::RedisTurns::new(shared))),
+                );
+            }
+            StateBackend::File(path) => Arc::new(FileStore::open(&path)?),
+            StateBackend::Memory => Arc::new(MemoryStore::new()),
         };
         let delivery = Delivery::new(api, options);
         Ok(CommandManager::with_parts(
