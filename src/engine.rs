@@ -55,14 +55,16 @@ impl EngineBuilder {
     /// Builds every menu once (logging missing translations) and the plan.
     pub fn engine(self) -> Engine {
         let built = Built::new(&self.config, self.translator.as_ref());
-        // Cache the resolver's answers when it can promise they are pure (plugins can).
-        let cache =
-            (self.config.cache.capacity > 0 && self.resolver.identity().is_some()).then(|| {
-                Arc::new(CachedResolver::new(
-                    self.resolver.clone(),
-                    &self.config.cache,
-                ))
-            });
+        // Cache the resolver's answers when it can promise they are pure (plugins can) and a
+        // call costs more than a lookup: a native rule (77 ns) beats a cache hit (~400 ns),
+        // and an empty moka cache alone holds ~33 KiB.
+        let worth_caching = self.resolver.identity().is_some() && self.resolver.may_block();
+        let cache = (self.config.cache.capacity > 0 && worth_caching).then(|| {
+            Arc::new(CachedResolver::new(
+                self.resolver.clone(),
+                &self.config.cache,
+            ))
+        });
         let resolver = match &cache {
             Some(c) => c.clone() as Arc<dyn Resolver>,
             None => self.resolver,
