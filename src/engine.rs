@@ -94,11 +94,13 @@ pub(crate) struct Built {
 
 impl Built {
     fn new(config: &Config, translator: &dyn Translator) -> Built {
+        let started = std::time::Instant::now();
         let menus = MenuTable::build(config, translator);
         for warning in menus.warnings() {
             tracing::warn!(config = %config.source, "{warning}");
         }
         let plan = Arc::new(Plan::build(config, &menus));
+        crate::metrics::menu_build(started.elapsed());
         Built { menus, plan }
     }
 
@@ -217,14 +219,16 @@ impl Engine {
     /// The user's profile. A resolver error or unknown profile falls back to `default_profile`
     /// and is reported in the resolution (and logged).
     pub fn resolve(&self, ctx: &UserContext) -> Resolution {
-        self.resolution(ctx, self.resolver.resolve(ctx))
+        let started = std::time::Instant::now();
+        self.resolution(ctx, self.resolver.resolve(ctx), started)
     }
 
     /// `resolve`, off the async worker threads when the resolver may block (a sandboxed
     /// plugin may run up to its deadline). Cache hits are answered on the spot.
     pub async fn resolve_async(&self, ctx: &UserContext) -> Resolution {
+        let started = std::time::Instant::now();
         if let Some(profile) = self.cache.as_ref().and_then(|c| c.cached(ctx)) {
-            return self.resolution(ctx, Ok(profile));
+            return self.resolution(ctx, Ok(profile), started);
         }
         if !self.resolver.may_block() {
             return self.resolve(ctx);
@@ -234,11 +238,22 @@ impl Engine {
         let result = tokio::task::spawn_blocking(move || resolver.resolve(&owned))
             .await
             .unwrap_or_else(|e| Err(ResolveError::Failed(format!("resolver task failed: {e}"))));
-        self.resolution(ctx, result)
+        self.resolution(ctx, result, started)
     }
 
-    fn resolution(&self, ctx: &UserContext, result: Result<String, ResolveError>) -> Resolution {
+    fn resolution(
+        &self,
+        ctx: &UserContext,
+        result: Result<String, ResolveError>,
+        started: std::time::Instant,
+    ) -> Resolution {
         let source = self.resolver.name().to_string();
+        let outcome = match &result {
+            Ok(p) if self.config.profiles.contains_key(p) => "ok",
+            Ok(_) => "unknown_profile",
+            Err(_) => "error",
+        };
+        crate::metrics::resolution(&source, outcome, started.elapsed());
         let error = match result {
             Ok(profile) if self.config.profiles.contains_key(&profile) => {
                 return Resolution {

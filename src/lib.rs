@@ -13,6 +13,7 @@ pub mod engine;
 pub mod limits;
 pub mod manager;
 pub mod menu;
+pub mod metrics;
 pub mod output_cache;
 pub mod plan;
 #[cfg(feature = "redis")]

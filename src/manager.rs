@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::coalesce::{Coalescer, SharedTurns};
 use crate::config::{Config, MenuButton};
@@ -41,6 +42,18 @@ pub enum Status {
 impl Status {
     pub fn is_failed(&self) -> bool {
         matches!(self, Status::Failed(_) | Status::StoreFailed(_))
+    }
+
+    /// A short name for metrics and reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Unchanged => "unchanged",
+            Status::Set => "set",
+            Status::Deleted => "deleted",
+            Status::Superseded => "superseded",
+            Status::Failed(_) => "failed",
+            Status::StoreFailed(_) => "store_failed",
+        }
     }
 
     /// Whether a Bot API call changed the list.
@@ -244,6 +257,12 @@ impl CommandManager {
     /// Resolves the user's profile and makes their chat show its menu: an override of their
     /// own when their menu differs from the inherited one, none when it does not.
     pub async fn update_user(&self, ctx: &UserContext) -> UserOutcome {
+        let span = tracing::debug_span!("update_user", user_id = ctx.user_id, chat_id = ctx.chat());
+        self.update_user_in(ctx).instrument(span).await
+    }
+
+    async fn update_user_in(&self, ctx: &UserContext) -> UserOutcome {
+        let started = std::time::Instant::now();
         let resolution = self.engine.resolve_async(ctx).await;
         // Menu and plan from one build, even if a translator swap rebuilds them meanwhile.
         let built = self.engine.built();
@@ -258,6 +277,7 @@ impl CommandManager {
         let status = self
             .bring(&target.key, target.desired.as_ref(), Force::No)
             .await;
+        crate::metrics::user_update(status.label(), started.elapsed());
         UserOutcome {
             user_id: ctx.user_id,
             resolution,
@@ -330,6 +350,7 @@ impl CommandManager {
     /// recorded, the call made and the result recorded.
     async fn bring(&self, key: &ListKey, desired: Option<&Menu>, force: Force) -> Status {
         let turn = self.turns.turn(key).await;
+        crate::metrics::queue_depth(self.turns.busy_keys());
         if turn.superseded() {
             return Status::Superseded;
         }

@@ -163,11 +163,13 @@ impl CachedResolver {
             return None;
         }
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cache_lookup(self.inner.name(), "hit", 1);
         Some(e.profile.to_string())
     }
 
     fn bypass(&self, ctx: &UserContext) -> Result<String, ResolveError> {
         self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cache_lookup(self.inner.name(), "bypass", 1);
         self.inner.resolve(ctx)
     }
 }
@@ -189,6 +191,7 @@ impl Resolver for CachedResolver {
         let result = self.cache.try_get_with(key, || {
             filled_here = true;
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::cache_lookup(self.inner.name(), "miss", 1);
             match self.inner.resolve_identified(ctx) {
                 (Some(answered), Ok(profile)) if answered == identity => Ok(Arc::new(Entry {
                     identity: identity.clone(),
@@ -205,6 +208,7 @@ impl Resolver for CachedResolver {
             Ok(e) => {
                 if !filled_here {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::cache_lookup(self.inner.name(), "hit", 1);
                 }
                 Ok(e.profile.to_string())
             }
@@ -322,15 +326,16 @@ impl Translator for CachedTranslator {
                 }
             }
         }
-        self.counters
-            .hits
-            .fetch_add((keys.len() - missing.len()) as u64, Ordering::Relaxed);
+        let hits = (keys.len() - missing.len()) as u64;
+        self.counters.hits.fetch_add(hits, Ordering::Relaxed);
+        crate::metrics::cache_lookup("translators", "hit", hits);
         if missing.is_empty() {
             return Some(out);
         }
         self.counters
             .misses
             .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        crate::metrics::cache_lookup("translators", "miss", missing.len() as u64);
         let asked: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
         // A failed call is not "no translation": nothing is cached and the caller is told.
         let answers = self.inner.try_translate_batch(&asked, language)?;

@@ -300,3 +300,86 @@ async fn a_run_killed_mid_way_resumes_without_resending_what_was_confirmed() {
     );
     assert_all_correct(&running, &engine, &all);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_while_running_and_no_log_or_span_holds_the_token() {
+    let running = emulator().await;
+    let plugins = plugin_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.jsonl");
+    write_users(&file, &users(2000..2150), &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = "987654:TOPSECRET-do-not-print";
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "sync-users",
+            "--config",
+            EXAMPLE,
+            "--token",
+            secret,
+            "--api-url",
+        ])
+        .arg(running.url())
+        .arg("--plugins")
+        .arg(plugins.path())
+        .arg("--users")
+        .arg(&file)
+        .args(["--pace", "40", "--burst", "1", "--metrics"])
+        .arg(format!("127.0.0.1:{port}"))
+        // Ours and the HTTP stack at trace (where a URL could show); the compiler stays quiet.
+        .env("CMDSCOPE_LOG", "info,cmdscope=trace,reqwest=trace,hyper=trace,hyper_util=trace")
+        .env_remove("CMDSCOPE_BOT_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    // Scrape while it runs, until Bot API calls show up.
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        assert!(Instant::now() < deadline, "no Bot API series on /metrics");
+        if let Ok(r) = reqwest::get(&url).await {
+            let text = r.text().await.unwrap_or_default();
+            if text.contains("cmdscope_bot_api_requests_total") {
+                break text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for series in [
+        r#"cmdscope_bot_api_requests_total{method="setMyCommands",outcome="ok"}"#,
+        r#"cmdscope_user_updates_total{status="set"}"#,
+        r#"cmdscope_resolutions_total{resolver="tiered-resolver",outcome="ok"}"#,
+        r#"cmdscope_plugin_calls_total{plugin="tiered-resolver",outcome="ok"}"#,
+        r#"cmdscope_output_cache_total{plugin="tiered-resolver",result="miss"}"#,
+        "cmdscope_update_user_seconds",
+        "cmdscope_menu_build_seconds",
+        "cmdscope_bot_api_breaker_state",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains("TOPSECRET"));
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let logged = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(
+        logged.contains("update_user"),
+        "spans are logged at trace level"
+    );
+    assert!(logged.contains("bot_api"), "delivery spans too");
+    assert!(
+        !logged.contains("TOPSECRET"),
+        "the token leaked into the log"
+    );
+}

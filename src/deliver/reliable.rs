@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::pace::{LocalGate, RateGate};
 use super::retry::{Admission, ApiBreaker, BreakerState, RetryPolicy};
 use super::{ApiError, ApiFuture, BotApi};
 use crate::config::MenuButton;
+use crate::metrics;
 use crate::scope::ListKey;
 use crate::sync::Op;
 
@@ -116,11 +118,14 @@ impl Delivery {
     /// Applies one list operation, retrying as the policy allows.
     pub async fn apply(&self, permit: Permit, key: &ListKey, op: &Op) -> Result<(), ApiError> {
         let method = op.method();
+        // The list and method only: the request URL holds the token and is never recorded.
+        let span = tracing::debug_span!("bot_api", method, list = %key);
         let result = self
             .run(Some(permit), method, || match op {
                 Op::Set(menu) => self.api.set_my_commands(key, menu),
                 Op::Delete => self.api.delete_my_commands(key),
             })
+            .instrument(span)
             .await;
         if let Err(e) = &result {
             tracing::warn!(list = %key, method, "Bot API call failed: {e}");
@@ -157,42 +162,57 @@ impl Delivery {
             self.count_call(method);
             let error = match call().await {
                 Ok(()) => {
-                    self.breaker.record(admission, true);
+                    self.record(admission, true);
+                    metrics::bot_api_request(method, "ok");
                     return Ok(());
                 }
                 Err(e) => e,
             };
             match &error {
                 ApiError::RetryAfter(wait) => {
-                    self.breaker.record(admission, true);
+                    self.record(admission, true);
+                    metrics::bot_api_request(method, "rate_limited");
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                     self.gate.pause(*wait);
                     flood_wait += *wait;
                     if flood_wait > self.retry.max_flood_wait {
-                        return Err(self.give_up(error));
+                        return Err(self.give_up(method, error));
                     }
                 }
                 e if e.is_retryable() => {
-                    self.breaker.record(admission, false);
+                    self.record(admission, false);
+                    metrics::bot_api_request(method, "server_error");
                     failures += 1;
                     if failures >= self.retry.max_attempts {
-                        return Err(self.give_up(error));
+                        return Err(self.give_up(method, error));
                     }
                     tokio::time::sleep(self.retry.backoff(failures)).await;
                 }
                 _ => {
                     // Telegram answered and refused: the API is fine, the request is not.
-                    self.breaker.record(admission, true);
-                    return Err(self.give_up(error));
+                    self.record(admission, true);
+                    metrics::bot_api_request(method, "refused");
+                    return Err(self.give_up(method, error));
                 }
             }
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            metrics::bot_api_retry();
         }
     }
 
-    fn give_up(&self, error: ApiError) -> ApiError {
+    fn give_up(&self, method: &'static str, error: ApiError) -> ApiError {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        metrics::bot_api_failure(method);
         error
+    }
+
+    fn record(&self, admission: Admission, healthy: bool) {
+        self.breaker.record(admission, healthy);
+        metrics::breaker_state(match self.breaker.state() {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        });
     }
 
     fn count_call(&self, method: &str) {

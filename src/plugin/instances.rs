@@ -30,6 +30,19 @@ pub(crate) enum CallFailure {
     Malformed(String),
 }
 
+impl CallFailure {
+    /// A short name for metrics.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            CallFailure::Timeout(_) => "timeout",
+            CallFailure::MemoryLimit(_) => "memory_limit",
+            CallFailure::Trap(_) => "trap",
+            CallFailure::Oversized(..) => "oversized",
+            CallFailure::Malformed(_) => "malformed",
+        }
+    }
+}
+
 impl fmt::Display for CallFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -388,6 +388,15 @@ impl LivePlugins {
     }
 
     fn emit(&self, event: ReloadEvent) {
+        crate::metrics::reload(
+            event.plugin.as_deref(),
+            match event.event {
+                ReloadKind::Loaded => "loaded",
+                ReloadKind::Reloaded => "reloaded",
+                ReloadKind::Rejected => "rejected",
+                ReloadKind::Removed => "removed",
+            },
+        );
         match event.event {
             ReloadKind::Rejected => {
                 tracing::warn!(file = %event.file, "plugin rejected: {}", event.error.as_deref().unwrap_or(""))

@@ -434,11 +434,15 @@ impl Resolver for WasmResolver {
 
     fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
         self.breaker.admit().map_err(|left| {
+            crate::metrics::plugin_call(&self.info.name, "quarantined");
             ResolveError::Failed(format!(
                 "plugin is quarantined after repeated failures ({} s left)",
                 left.as_secs()
             ))
         })?;
+        let _span =
+            tracing::trace_span!("plugin_call", plugin = %self.info.name, function = "resolve")
+                .entered();
         let wit_ctx = wit::UserContext::from(ctx);
         let max = self.instances.max_output();
         let result = self
@@ -451,6 +455,14 @@ impl Resolver for WasmResolver {
                 other => Ok(other),
             });
         self.breaker.record(result.is_ok());
+        crate::metrics::plugin_call(
+            &self.info.name,
+            match &result {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(_)) => "rejected",
+                Err(failure) => failure.kind(),
+            },
+        );
         match result {
             Ok(Ok(profile)) => Ok(profile),
             Ok(Err(message)) => Err(ResolveError::Rejected(clip(&message, max))),
@@ -484,11 +496,21 @@ impl WasmTranslator {
     }
 
     fn guarded<R>(&self, what: &str, call: impl FnOnce() -> Result<R, CallFailure>) -> Option<R> {
+        let _span = tracing::trace_span!("plugin_call", plugin = %self.info.name, function = what)
+            .entered();
         if self.breaker.admit().is_err() {
+            crate::metrics::plugin_call(&self.info.name, "quarantined");
             return None;
         }
         let result = call();
         self.breaker.record(result.is_ok());
+        crate::metrics::plugin_call(
+            &self.info.name,
+            match &result {
+                Ok(_) => "ok",
+                Err(failure) => failure.kind(),
+            },
+        );
         match result {
             Ok(r) => Some(r),
             Err(failure) => {

@@ -76,6 +76,9 @@ enum Command {
         /// Compile every plugin at start, without the cache.
         #[arg(long, conflicts_with = "compiled_cache")]
         no_compiled_cache: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9000).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
@@ -166,7 +169,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             plugins,
             compiled_cache,
             no_compiled_cache,
+            metrics,
         } => {
+            if let Some(addr) = metrics {
+                cmdscope::metrics::serve_prometheus(addr).map_err(anyhow::Error::msg)?;
+            }
             let Some(loaded) = load_or_print(&config) else {
                 return Ok(ExitCode::FAILURE);
             };

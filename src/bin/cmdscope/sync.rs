@@ -116,9 +116,15 @@ pub(crate) struct SyncUsersArgs {
     /// Users updated at once (the pace still holds for the whole bot).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics while running (e.g. 127.0.0.1:9000).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.metrics {
+        cmdscope::metrics::serve_prometheus(addr).map_err(anyhow::Error::msg)?;
+    }
     let Some(loaded) = crate::load_or_print(&args.config) else {
         return Ok(ExitCode::FAILURE);
     };
