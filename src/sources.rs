@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::catalog::{FileCatalog, TranslatorSource};
 use crate::config::Config;
 use crate::output_cache::CachedTranslator;
-use crate::plugin::PluginSet;
+use crate::plugin::{LivePlugins, PluginSet};
 use crate::resolve::{Resolver, Translator, TranslatorChain};
 
 /// The resolver and the translator chain a config names.
@@ -21,10 +21,51 @@ pub struct Sources {
     pub skipped: Vec<String>,
 }
 
+/// Where plugins are looked up by name: a folder loaded once, or a hot-reloading one (whose
+/// plugins then follow every swap).
+pub trait PluginLookup {
+    fn resolver(&self, name: &str) -> Option<Arc<dyn Resolver>>;
+    fn translator(&self, name: &str) -> Option<Arc<dyn Translator>>;
+    /// One line saying what loaded (and what was rejected), for error messages.
+    fn summary(&self) -> String;
+}
+
+impl PluginLookup for PluginSet {
+    fn resolver(&self, name: &str) -> Option<Arc<dyn Resolver>> {
+        PluginSet::resolver(self, name).map(|r| r as Arc<dyn Resolver>)
+    }
+    fn translator(&self, name: &str) -> Option<Arc<dyn Translator>> {
+        PluginSet::translator(self, name).map(|t| t as Arc<dyn Translator>)
+    }
+    fn summary(&self) -> String {
+        PluginSet::summary(self)
+    }
+}
+
+impl PluginLookup for LivePlugins {
+    fn resolver(&self, name: &str) -> Option<Arc<dyn Resolver>> {
+        LivePlugins::resolver(self, name).map(|r| Arc::new(r) as Arc<dyn Resolver>)
+    }
+    fn translator(&self, name: &str) -> Option<Arc<dyn Translator>> {
+        LivePlugins::translator(self, name).map(|t| Arc::new(t) as Arc<dyn Translator>)
+    }
+    fn summary(&self) -> String {
+        let names: Vec<String> = self.current().into_iter().map(|(name, _)| name).collect();
+        format!(
+            "serving: {}",
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    }
+}
+
 /// Looks up every name. With `plugins: None`, plugin names are skipped (and listed); with a
 /// folder, a missing plugin is an error naming what did load. A catalog that fails to parse is
 /// an error naming the file and line.
-pub fn assemble(config: &Config, plugins: Option<&PluginSet>) -> Result<Sources, String> {
+pub fn assemble(config: &Config, plugins: Option<&dyn PluginLookup>) -> Result<Sources, String> {
     let mut problems = Vec::new();
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
@@ -35,7 +76,7 @@ pub fn assemble(config: &Config, plugins: Option<&PluginSet>) -> Result<Sources,
             None
         }
         (Some(name), Some(set)) => match set.resolver(name) {
-            Some(r) => Some(r as Arc<dyn Resolver>),
+            Some(r) => Some(r),
             None => {
                 missing.push(format!("resolver `{name}`"));
                 None

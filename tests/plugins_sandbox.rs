@@ -312,7 +312,9 @@ async fn an_unknown_profile_falls_back_to_the_default_profile() {
     let dir = plugin_folder(&["unknown-profile"]);
     let host = PluginHost::new(config.sandbox.clone()).unwrap();
     let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
-    let selected = cmdscope::sources::assemble(&config, Some(&set)).unwrap();
+    let selected =
+        cmdscope::sources::assemble(&config, Some(&set as &dyn cmdscope::sources::PluginLookup))
+            .unwrap();
     let engine = cmdscope::Engine::builder(config)
         .resolver(selected.resolver.unwrap())
         .engine();
@@ -345,9 +347,10 @@ fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
         tiered.error,
         LoadError::UnknownProfiles(vec!["banned".into(), "premium".into(), "user".into()])
     );
-    let message = cmdscope::sources::assemble(&config, Some(&set))
-        .err()
-        .unwrap();
+    let message =
+        cmdscope::sources::assemble(&config, Some(&set as &dyn cmdscope::sources::PluginLookup))
+            .err()
+            .unwrap();
     assert!(
         message.contains("resolver `tiered-resolver` named in test.toml is not loaded"),
         "{message}"

@@ -332,7 +332,10 @@ async fn metrics_are_served_while_running_and_no_log_or_span_holds_the_token() {
         .args(["--pace", "40", "--burst", "1", "--metrics"])
         .arg(format!("127.0.0.1:{port}"))
         // Ours and the HTTP stack at trace (where a URL could show); the compiler stays quiet.
-        .env("CMDSCOPE_LOG", "info,cmdscope=trace,reqwest=trace,hyper=trace,hyper_util=trace")
+        .env(
+            "CMDSCOPE_LOG",
+            "info,cmdscope=trace,reqwest=trace,hyper=trace,hyper_util=trace",
+        )
         .env_remove("CMDSCOPE_BOT_TOKEN")
         .stdout(Stdio::null())
         .stderr(log)

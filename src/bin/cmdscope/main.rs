@@ -18,6 +18,7 @@ use cmdscope::{BotCommand, CommandManager};
 
 mod demo;
 mod plugins;
+mod status;
 mod sync;
 
 #[derive(Parser)]
@@ -79,6 +80,9 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9000).
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Serve a status page at http://ADDR/ (plugins, reloads, caches, a menu preview).
+        #[arg(long)]
+        http: Option<SocketAddr>,
     },
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
@@ -170,6 +174,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             compiled_cache,
             no_compiled_cache,
             metrics,
+            http,
         } => {
             if let Some(addr) = metrics {
                 cmdscope::metrics::serve_prometheus(addr).map_err(anyhow::Error::msg)?;
@@ -182,7 +187,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 compiled_cache.or_else(CompiledCache::default_dir)
             };
-            plugins::watch(loaded.config, &plugins, cache.as_deref()).await
+            plugins::watch(loaded.config, &plugins, cache.as_deref(), http).await
         }
         Command::SyncUsers(args) => sync::sync_users(args).await,
         Command::Resolve(args) => plugins::resolve(args).await,
@@ -224,7 +229,10 @@ pub(crate) fn with_plugins(
             )
         }
     };
-    let sources = cmdscope::sources::assemble(&config, set.as_ref()).map_err(anyhow::Error::msg)?;
+    let lookup = set
+        .as_ref()
+        .map(|s| s as &dyn cmdscope::sources::PluginLookup);
+    let sources = cmdscope::sources::assemble(&config, lookup).map_err(anyhow::Error::msg)?;
     if !sources.skipped.is_empty() {
         eprintln!(
             "warning: {} names {} but no --plugins folder was given: using default_profile and the other translators",

@@ -225,6 +225,7 @@ pub(crate) async fn watch(
     config: cmdscope::Config,
     dir: &Path,
     cache: Option<&Path>,
+    http: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     let mut host = PluginHost::new(config.sandbox.clone())?;
     if let Some(cache_dir) = cache {
@@ -236,11 +237,27 @@ pub(crate) async fn watch(
             ),
         }
     }
-    let live = LivePlugins::new(host, dir, Arc::new(config))
+    let live = LivePlugins::new(host, dir, Arc::new(config.clone()))
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
     let mut events = live.subscribe();
     let loader = live.clone();
     tokio::task::spawn_blocking(move || loader.rescan()).await?;
+    let seen = Arc::new(std::sync::Mutex::new(super::status::Seen::default()));
+    if let Some(addr) = http {
+        // The engine the preview uses, following every swap of the folder's plugins.
+        let sources = cmdscope::sources::assemble(&config, Some(live.as_ref()))
+            .map_err(anyhow::Error::msg)?;
+        let mut builder = cmdscope::CommandManager::builder(config)
+            .translator(Arc::new(sources.translator))
+            .translation_caches(sources.translation_caches);
+        if let Some(resolver) = sources.resolver {
+            builder = builder.resolver(resolver);
+        }
+        let engine = Arc::new(builder.engine());
+        engine.follow_reloads(&live);
+        let bound = super::status::serve(addr, live.clone(), engine, seen.clone()).await?;
+        eprintln!("status page on http://{bound}/");
+    }
     let _watch = live.watch(WatchOptions::default())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut out = std::io::stdout().lock();
@@ -248,6 +265,7 @@ pub(crate) async fn watch(
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).record(&event);
                     writeln!(out, "{}", serde_json::to_string(&event)?)?;
                     out.flush()?;
                 }
