@@ -8,7 +8,7 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cmdscope::config::{Config, Format};
@@ -107,15 +107,26 @@ fn unavailable() -> Option<String> {
     None
 }
 
-/// The shared server's URL for this test binary.
-fn redis_url() -> Option<String> {
-    static SERVER: OnceLock<Option<RedisServer>> = OnceLock::new();
+/// A Redis server for one test: `CMDSCOPE_TEST_REDIS_URL`'s, or one started for the test
+/// (stopped when the test ends).
+struct TestRedis {
+    url: String,
+    _own: Option<RedisServer>,
+}
+
+fn redis() -> Option<TestRedis> {
     if let Ok(url) = std::env::var("CMDSCOPE_TEST_REDIS_URL") {
-        return Some(url);
+        return Some(TestRedis { url, _own: None });
     }
-    match SERVER.get_or_init(|| RedisServer::start(&[])) {
-        Some(server) => Some(server.url()),
-        None => unavailable(),
+    match RedisServer::start(&[]) {
+        Some(server) => Some(TestRedis {
+            url: server.url(),
+            _own: Some(server),
+        }),
+        None => {
+            unavailable();
+            None
+        }
     }
 }
 
@@ -252,7 +263,8 @@ fn run_workers(
 
 #[tokio::test]
 async fn the_redis_store_keeps_the_contract_and_refuses_overtaken_confirmations() {
-    let Some(url) = redis_url() else { return };
+    let Some(redis) = redis() else { return };
+    let url = redis.url.clone();
     let store = RedisStore::new(RedisShared::connect(&url, &prefix("store")).unwrap());
     let key = ListKey::new(Scope::AllPrivateChats, None);
     let (a, b) = (Fingerprint(1), Fingerprint(2));
@@ -287,7 +299,8 @@ async fn the_redis_store_keeps_the_contract_and_refuses_overtaken_confirmations(
 
 #[test]
 fn four_workers_on_2000_overlapping_users_make_exactly_the_needed_calls_at_the_pace() {
-    let Some(url) = redis_url() else { return };
+    let Some(redis) = redis() else { return };
+    let url = redis.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let running = rt.block_on(emulator());
     let prefix = prefix("four");
@@ -325,7 +338,8 @@ fn four_workers_on_2000_overlapping_users_make_exactly_the_needed_calls_at_the_p
 
 #[test]
 fn two_workers_racing_on_one_chat_the_latest_menu_wins() {
-    let Some(url) = redis_url() else { return };
+    let Some(redis) = redis() else { return };
+    let url = redis.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let running = rt.block_on(emulator());
     let prefix = prefix("race");
@@ -416,7 +430,8 @@ fn a_redis_restart_mid_run_loses_nothing() {
 /// The README's two-worker recipe: two `cmdscope sync-users` processes on one Redis.
 #[test]
 fn two_sync_users_processes_share_one_redis() {
-    let Some(url) = redis_url() else { return };
+    let Some(redis) = redis() else { return };
+    let url = redis.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let running = rt.block_on(emulator());
     let dir = tempfile::tempdir().unwrap();
