@@ -63,6 +63,47 @@ struct Counters {
     evictions: AtomicU64,
 }
 
+impl Counters {
+    fn snapshot<K, V, S>(&self, cache: &Cache<K, V, S>) -> CacheStats
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: BuildHasher + Clone + Send + Sync + 'static,
+    {
+        cache.run_pending_tasks();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bypassed: self.bypassed.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            entries: cache.entry_count(),
+        }
+    }
+}
+
+/// A moka cache bounded by `settings` (capacity, TTL) that counts evictions into `counters`;
+/// closures may invalidate entries (per user, per stale version).
+fn bounded<K, V, S>(settings: &CacheSettings, counters: &Arc<Counters>, hasher: S) -> Cache<K, V, S>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    let evictions = counters.clone();
+    let mut builder = Cache::builder()
+        .max_capacity(settings.capacity)
+        .support_invalidation_closures()
+        .eviction_listener(move |_key, _value, cause| {
+            if cause.was_evicted() {
+                evictions.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    if let Some(ttl) = settings.ttl {
+        builder = builder.time_to_live(ttl);
+    }
+    builder.build_with_hasher(hasher)
+}
+
 /// One cached answer, with what it was computed from (checked on every hit, so a key
 /// collision can never serve a wrong answer).
 struct Entry {
@@ -93,21 +134,10 @@ enum NotCached {
 impl CachedResolver {
     pub fn new(inner: Arc<dyn Resolver>, settings: &CacheSettings) -> CachedResolver {
         let counters = Arc::new(Counters::default());
-        let evictions = counters.clone();
-        let mut builder = Cache::builder()
-            .max_capacity(settings.capacity)
-            .support_invalidation_closures()
-            .eviction_listener(move |_key, _value, cause| {
-                if cause.was_evicted() {
-                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        if let Some(ttl) = settings.ttl {
-            builder = builder.time_to_live(ttl);
-        }
         CachedResolver {
             inner,
-            cache: builder.build(),
+            // The key is already a hash; the map's own hasher barely matters.
+            cache: bounded(settings, &counters, std::hash::RandomState::new()),
             hasher: foldhash::fast::RandomState::default(),
             counters,
         }
@@ -140,14 +170,7 @@ impl CachedResolver {
     }
 
     pub fn stats(&self) -> CacheStats {
-        self.cache.run_pending_tasks();
-        CacheStats {
-            hits: self.counters.hits.load(Ordering::Relaxed),
-            misses: self.counters.misses.load(Ordering::Relaxed),
-            bypassed: self.counters.bypassed.load(Ordering::Relaxed),
-            evictions: self.counters.evictions.load(Ordering::Relaxed),
-            entries: self.cache.entry_count(),
-        }
+        self.counters.snapshot(&self.cache)
     }
 
     pub fn inner(&self) -> &Arc<dyn Resolver> {
@@ -249,21 +272,9 @@ pub struct CachedTranslator {
 impl CachedTranslator {
     pub fn new(inner: Arc<dyn Translator>, settings: &CacheSettings) -> CachedTranslator {
         let counters = Arc::new(Counters::default());
-        let evictions = counters.clone();
-        let mut builder = Cache::builder()
-            .max_capacity(settings.capacity)
-            .support_invalidation_closures()
-            .eviction_listener(move |_key, _value, cause| {
-                if cause.was_evicted() {
-                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        if let Some(ttl) = settings.ttl {
-            builder = builder.time_to_live(ttl);
-        }
         CachedTranslator {
             inner,
-            cache: builder.build_with_hasher(foldhash::fast::RandomState::default()),
+            cache: bounded(settings, &counters, foldhash::fast::RandomState::default()),
             counters,
         }
     }
@@ -282,14 +293,7 @@ impl CachedTranslator {
 
     /// `misses` counts keys asked of the translator, `hits` keys answered from the cache.
     pub fn stats(&self) -> CacheStats {
-        self.cache.run_pending_tasks();
-        CacheStats {
-            hits: self.counters.hits.load(Ordering::Relaxed),
-            misses: self.counters.misses.load(Ordering::Relaxed),
-            bypassed: self.counters.bypassed.load(Ordering::Relaxed),
-            evictions: self.counters.evictions.load(Ordering::Relaxed),
-            entries: self.cache.entry_count(),
-        }
+        self.counters.snapshot(&self.cache)
     }
 }
 
