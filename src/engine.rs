@@ -248,21 +248,26 @@ impl Engine {
         started: std::time::Instant,
     ) -> Resolution {
         let source = self.resolver.name().to_string();
-        let outcome = match &result {
-            Ok(p) if self.config.profiles.contains_key(p) => "ok",
-            Ok(_) => "unknown_profile",
+        // One check of the answer against the config; the metric's outcome follows from it.
+        let checked = match result {
+            Ok(profile) if self.config.profiles.contains_key(&profile) => Ok(profile),
+            Ok(unknown) => Err(ResolveError::UnknownProfile(unknown)),
+            Err(e) => Err(e),
+        };
+        let outcome = match &checked {
+            Ok(_) => "ok",
+            Err(ResolveError::UnknownProfile(_)) => "unknown_profile",
             Err(_) => "error",
         };
         crate::metrics::resolution(&source, outcome, started.elapsed());
-        let error = match result {
-            Ok(profile) if self.config.profiles.contains_key(&profile) => {
+        let error = match checked {
+            Ok(profile) => {
                 return Resolution {
                     profile,
                     source,
                     error: None,
                 };
             }
-            Ok(unknown) => ResolveError::UnknownProfile(unknown),
             Err(e) => e,
         };
         tracing::warn!(resolver = %source, user_id = ctx.user_id, "{error}; using default profile `{}`", self.config.default_profile);

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use cmdscope::engine::Engine;
-use cmdscope::plugin::{LivePlugins, Plugin, ReloadEvent, ReloadKind};
+use cmdscope::plugin::{LivePlugins, ReloadEvent, ReloadKind};
 use cmdscope::resolve::{FlagValue, UserContext};
 
 /// Reload events kept for the page.
@@ -148,11 +148,9 @@ async fn page(State(p): State<Page>, Query(q): Query<PreviewQuery>) -> impl Into
     );
 
     html.push_str("<h2>Plugins</h2><table id=\"plugins\"><tr><th>name</th><th>world</th><th>version</th><th>sha256</th><th>generation</th><th>file</th><th>last error</th></tr>");
-    for (name, plugin) in p.live.current() {
-        let info = match &plugin {
-            Plugin::Resolver(r) => r.info().clone(),
-            Plugin::Translator(t) => t.info().clone(),
-        };
+    let current = p.live.current();
+    for (name, plugin) in &current {
+        let info = plugin.info();
         let _ = write!(
             html,
             "<tr class=\"plugin\" data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{}</td><td><code title=\"{sha}\">{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -160,7 +158,7 @@ async fn page(State(p): State<Page>, Query(q): Query<PreviewQuery>) -> impl Into
             escape(&info.version),
             &info.sha256[..12.min(info.sha256.len())],
             seen.generation
-                .get(&name)
+                .get(name)
                 .map(|g| g.to_string())
                 .unwrap_or_default(),
             escape(&info.file),
@@ -170,7 +168,7 @@ async fn page(State(p): State<Page>, Query(q): Query<PreviewQuery>) -> impl Into
                     .map(String::as_str)
                     .unwrap_or("")
             ),
-            n = escape(&name),
+            n = escape(name),
             sha = escape(&info.sha256),
         );
     }
@@ -178,12 +176,7 @@ async fn page(State(p): State<Page>, Query(q): Query<PreviewQuery>) -> impl Into
     let rejected: Vec<_> = seen
         .last_error
         .iter()
-        .filter(|(file, _)| {
-            !p.live.current().iter().any(|(_, pl)| match pl {
-                Plugin::Resolver(r) => &r.info().file == *file,
-                Plugin::Translator(t) => &t.info().file == *file,
-            })
-        })
+        .filter(|(file, _)| !current.iter().any(|(_, pl)| &pl.info().file == *file))
         .collect();
     if !rejected.is_empty() {
         html.push_str("<h3>Rejected files</h3><ul id=\"rejected\">");
@@ -297,10 +290,7 @@ async fn status_json(State(p): State<Page>) -> impl IntoResponse {
         .current()
         .into_iter()
         .map(|(name, plugin)| {
-            let info = match &plugin {
-                Plugin::Resolver(r) => r.info().clone(),
-                Plugin::Translator(t) => t.info().clone(),
-            };
+            let info = plugin.info();
             json!({"name": name, "world": info.world.to_string(), "version": info.version, "sha256": info.sha256, "file": info.file})
         })
         .collect();
