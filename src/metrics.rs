@@ -62,6 +62,12 @@ pub(crate) fn plugin_call(plugin: &str, outcome: &'static str) {
         .increment(1);
 }
 
+/// Log lines a plugin wrote over its budget, dropped.
+pub(crate) fn plugin_log_dropped(plugin: &str, lines: u64) {
+    counter!("cmdscope_plugin_log_dropped_lines_total", "plugin" => plugin.to_string())
+        .increment(lines);
+}
+
 /// A reload event: `loaded`, `reloaded`, `rejected`, `removed`.
 pub(crate) fn reload(plugin: Option<&str>, event: &'static str) {
     let plugin = plugin.unwrap_or("").to_string();

@@ -295,7 +295,7 @@ fn plugins_check_lists_each_file_or_why_it_was_rejected() {
     let cfg = dir.path().join("small.toml");
     std::fs::write(&cfg, guest_admin_config("tiered-resolver")).unwrap();
     let out = run(&["plugins", "check", d, "--config", cfg.to_str().unwrap()]);
-    assert!(stdout(&out).contains("tiered-resolver.wasm: rejected: may return profiles the config does not define: banned, premium, user"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("tiered-resolver.wasm: rejected: may return profiles the config does not define: `banned`, `premium`, `user`"), "{}", stdout(&out));
 }
 
 #[test]

@@ -287,6 +287,51 @@ async fn the_same_bytes_never_reload() {
     assert_eq!(f.live.generation(), generation);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_refused_for_a_profile_the_config_lacks_loads_once_the_config_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("resolver.wasm"), plugin_bytes("swap-admin")).unwrap();
+    // swap-admin may return `admin`; this config only has `guest`.
+    let only_guest = r#"
+default_profile = "guest"
+resolver = "swappable"
+[commands.start]
+[profiles.guest]
+include = ["start"]
+[[scopes]]
+scope = "default"
+profile = "guest"
+"#;
+    let parse = |text: &str| Arc::new(Config::parse(text, Format::Toml, "c.toml").unwrap().config);
+    let host = PluginHost::new(SandboxLimits::default()).unwrap();
+    let live = LivePlugins::new(host, dir.path(), parse(only_guest)).unwrap();
+    let mut events = live.subscribe();
+    live.rescan();
+    let refused = events.try_recv().unwrap();
+    assert_eq!(refused.event, ReloadKind::Rejected);
+    assert!(
+        refused
+            .error
+            .unwrap()
+            .contains("may return profiles the config does not define: `admin`")
+    );
+    assert!(live.resolver("swappable").is_none());
+    // The reason goes away with the config: the file loads, without being touched.
+    live.set_config(parse(&guest_admin_config("swappable")));
+    let loaded = events.try_recv().unwrap();
+    assert_eq!(
+        (loaded.event, loaded.file.as_str()),
+        (ReloadKind::Loaded, "resolver.wasm")
+    );
+    assert_eq!(
+        live.resolver("swappable")
+            .unwrap()
+            .resolve(&user())
+            .unwrap(),
+        "admin"
+    );
+}
+
 fn load_with(cache: &CompiledCache, bytes: &[u8]) -> CacheOutcome {
     // A new host each time: a new engine, as after a restart.
     let host = PluginHost::new(SandboxLimits::default())

@@ -356,7 +356,9 @@ fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
         "{message}"
     );
     assert!(
-        message.contains("may return profiles the config does not define: banned, premium, user"),
+        message.contains(
+            "may return profiles the config does not define: `banned`, `premium`, `user`"
+        ),
         "{message}"
     );
     assert!(
@@ -405,4 +407,53 @@ fn config_sandbox_limits_reach_the_host() {
         panic!()
     };
     assert!(failed(bomb.resolve(&hostile())).contains("4 MiB memory cap"));
+}
+
+#[test]
+fn in_process_a_compile_over_budget_is_abandoned_and_the_load_ends() {
+    use common::wat::{Hostile, slow_to_compile_fields};
+    let slow = common::wat::resolver(&Hostile {
+        name: "slow",
+        fields: &slow_to_compile_fields(4_000),
+        ..Default::default()
+    });
+    let limits = SandboxLimits {
+        compile_timeout: Duration::from_secs(1),
+        ..SandboxLimits::default()
+    };
+    let host = PluginHost::new(limits).unwrap();
+    let error = host
+        .load_bytes(&slow, "slow.wasm", &PluginSettings::new())
+        .expect_err("rejected");
+    assert_eq!(error, LoadError::CompileBudget(Duration::from_secs(1)));
+    assert!(
+        error
+            .to_string()
+            .contains("took longer than 1 s to compile")
+    );
+    assert!(cmdscope::plugin::abandoned_compiles() >= 1);
+    // The abandoned compile runs on to its end in the background, then is forgotten.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while cmdscope::plugin::abandoned_compiles() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned compile never ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Meanwhile and after, other plugins load as ever.
+    resolver(&host, "tiered-resolver");
+}
+
+#[test]
+fn randomness_is_the_same_in_every_call_so_answers_stay_cacheable() {
+    // wasi-hog answers `r<random u64>` for user 9: the host reseeds the stream at every call,
+    // so the same instance twice and a fresh instance all agree.
+    let host = host();
+    let r = resolver(&host, "wasi-hog");
+    let first = r.resolve(&UserContext::private(9)).unwrap();
+    assert!(first.starts_with('r') && first.len() > 5, "{first}");
+    assert_eq!(r.resolve(&UserContext::private(9)).unwrap(), first);
+    let fresh = resolver(&host, "wasi-hog");
+    assert_eq!(fresh.resolve(&UserContext::private(9)).unwrap(), first);
 }

@@ -59,8 +59,14 @@ pub struct Config {
 pub struct SandboxLimits {
     /// Wall time one call may take before it is interrupted.
     pub timeout: Duration,
-    /// Linear memory one instance may grow to.
+    /// Linear memory one instance may hold, all its memories together.
     pub memory_bytes: usize,
+    /// Table elements one instance may hold, all its tables together (8 bytes or more each).
+    pub table_elements: usize,
+    /// Largest plugin file read; checked before reading.
+    pub max_file_bytes: u64,
+    /// Time one component may take to compile before its load is rejected.
+    pub compile_timeout: Duration,
     /// Largest answer accepted (a profile name, or one translation).
     pub max_output_bytes: usize,
     /// Consecutive crashes (trap, timeout, limit, oversized answer) before quarantine.
@@ -76,6 +82,9 @@ impl Default for SandboxLimits {
         SandboxLimits {
             timeout: Duration::from_millis(20),
             memory_bytes: 16 << 20,
+            table_elements: 1 << 20,
+            max_file_bytes: 64 << 20,
+            compile_timeout: Duration::from_secs(8),
             max_output_bytes: 64 << 10,
             failure_threshold: 5,
             cooldown: Duration::from_secs(30),
@@ -193,7 +202,10 @@ impl Config {
             ))
         })?;
         let mut loaded = Config::parse(&text, Format::from_path(path), &source)?;
-        loaded.config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Absolute now, once: paths in the config stay the same files if the working
+        // directory changes later.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        loaded.config.base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
         if let StateBackend::File(state) = &mut loaded.config.state {
             *state = loaded.config.base_dir.join(&*state);
         }

@@ -51,6 +51,9 @@ pub(super) struct RawCache {
 pub(super) struct RawSandbox {
     pub timeout_ms: Option<u64>,
     pub memory_mib: Option<u64>,
+    pub table_elements: Option<u64>,
+    pub max_file_mib: Option<u64>,
+    pub compile_timeout_s: Option<u64>,
     pub max_output_kib: Option<u64>,
     pub failure_threshold: Option<u32>,
     pub cooldown_s: Option<u64>,
@@ -107,6 +110,9 @@ const CACHE_KEYS: &[&str] = &["capacity", "ttl_s"];
 const SANDBOX_KEYS: &[&str] = &[
     "timeout_ms",
     "memory_mib",
+    "table_elements",
+    "max_file_mib",
+    "compile_timeout_s",
     "max_output_kib",
     "failure_threshold",
     "cooldown_s",

@@ -608,6 +608,21 @@ fn sandbox(raw: &RawSandbox, r: &mut Report) -> SandboxLimits {
     if let Some(mib) = bounded("memory_mib", raw.memory_mib, 1, 4096, "MiB") {
         limits.memory_bytes = (mib as usize) << 20;
     }
+    if let Some(n) = bounded(
+        "table_elements",
+        raw.table_elements,
+        1_000,
+        1 << 26,
+        "elements",
+    ) {
+        limits.table_elements = n as usize;
+    }
+    if let Some(mib) = bounded("max_file_mib", raw.max_file_mib, 1, 1024, "MiB") {
+        limits.max_file_bytes = mib << 20;
+    }
+    if let Some(s) = bounded("compile_timeout_s", raw.compile_timeout_s, 1, 600, "s") {
+        limits.compile_timeout = std::time::Duration::from_secs(s);
+    }
     if let Some(kib) = bounded("max_output_kib", raw.max_output_kib, 1, 4096, "KiB") {
         limits.max_output_bytes = (kib as usize) << 10;
     }

@@ -25,6 +25,48 @@ pub(crate) mod translator_world {
 pub(crate) use resolver_world::cmdscope::plugin::host;
 pub(crate) use resolver_world::cmdscope::plugin::types as wit;
 
+/// The interface versions this host speaks, as `major.minor` (a patch release is compatible).
+pub(crate) const SPOKEN_VERSIONS: &[&str] = &["0.1"];
+
+/// A component that imports or exports `cmdscope:plugin/...@X` for a version this host does
+/// not speak is refused with both versions named, before any other check blames its imports.
+pub(crate) fn check_interface_versions(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Result<(), super::LoadError> {
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(n, _)| n)
+        .chain(ty.exports(engine).map(|(n, _)| n));
+    for name in names {
+        let Some(rest) = name.strip_prefix("cmdscope:plugin/") else {
+            continue;
+        };
+        let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+        let major_minor: Vec<&str> = version.splitn(3, '.').take(2).collect();
+        if !SPOKEN_VERSIONS.contains(&major_minor.join(".").as_str()) {
+            return Err(super::LoadError::InterfaceVersion {
+                interface: super::clip_display(name, 100),
+                found: super::clip_display(
+                    if version.is_empty() {
+                        "(none)"
+                    } else {
+                        version
+                    },
+                    40,
+                ),
+                speaks: SPOKEN_VERSIONS
+                    .iter()
+                    .map(|v| format!("{v}.x"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The export names that tell a component's world.
 pub(crate) const RESOLVER_EXPORT: &str = "cmdscope:plugin/resolver@0.1.0";
 pub(crate) const TRANSLATOR_EXPORT: &str = "cmdscope:plugin/translator@0.1.0";

@@ -29,8 +29,10 @@ pub enum CacheOutcome {
 }
 
 impl CompiledCache {
-    /// Opens (creating, private) a cache directory.
+    /// Opens (creating, private) a cache directory. A relative `dir` is taken from the current
+    /// directory now, once.
     pub fn open(dir: &Path) -> std::io::Result<CompiledCache> {
+        let dir = &std::path::absolute(dir)?;
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -67,36 +69,51 @@ impl CompiledCache {
         self.dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()))
     }
 
-    /// The component for `bytes`: from the cache when a valid entry exists, else compiled and
-    /// stored. A cache that cannot be written is logged and bypassed, never fatal.
-    pub(crate) fn load(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+    /// The compiled component for `sha256`, when a valid entry exists. An entry that fails to
+    /// deserialise is a miss (and is rebuilt by the next `put`).
+    pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.entry(engine, sha256);
-        if path.exists() {
-            // SAFETY: the entry was written by `Component::serialize` of this engine
-            // configuration (the file name carries its compatibility hash) into a directory
-            // only this user can write; wasmtime also checks the header and version.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => {
-                    tracing::warn!(entry = %path.display(), "compiled cache entry unusable, rebuilding: {e}")
-                }
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the entry was written by `Component::serialize` (or a compile worker's
+        // `precompile_component`) of this engine configuration (the file name carries its
+        // compatibility hash) into a directory only this user can write; wasmtime also checks
+        // the header and version.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(entry = %path.display(), "compiled cache entry unusable, rebuilding: {e}");
+                None
             }
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = self.store(&path, &component) {
-            tracing::warn!(dir = %self.dir.display(), "cannot write the compiled cache: {e}");
-        }
-        Ok((component, CacheOutcome::Miss))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
-        let code = component.serialize()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    /// Stores a compiled component (`code`: its serialised form when already at hand). A
+    /// cache that cannot be written is logged and bypassed, never fatal.
+    pub(crate) fn put(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        component: &Component,
+        code: Option<Vec<u8>>,
+    ) {
+        let path = self.entry(engine, sha256);
+        let written = match code {
+            Some(code) => self.store(&path, &code),
+            None => component
+                .serialize()
+                .map_err(anyhow::Error::from)
+                .and_then(|code| self.store(&path, &code)),
+        };
+        if let Err(e) = written {
+            tracing::warn!(dir = %self.dir.display(), "cannot write the compiled cache: {e}");
+        }
+    }
+
+    fn store(&self, path: &Path, code: &[u8]) -> anyhow::Result<()> {
+        // Unique per writer: two loads of the same bytes may race to store one entry.
+        let tmp = path.with_extension(format!("tmp{}-{:x}", std::process::id(), fastrand::u64(..)));
         std::fs::write(&tmp, code)?;
         std::fs::rename(&tmp, path)?;
         Ok(())

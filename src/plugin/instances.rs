@@ -15,7 +15,8 @@ use wasmtime::Store;
 use super::PluginSettings;
 use super::bindings::resolver_world::{ResolverPlugin, ResolverPluginPre};
 use super::bindings::translator_world::{TranslatorPlugin, TranslatorPluginPre};
-use super::sandbox::{PluginState, Sandbox};
+use super::sandbox::{LimitHit, PluginState, Sandbox};
+use super::wasi::LogGate;
 
 /// Idle instances kept per plugin: enough for every worker thread of a busy host.
 const MAX_IDLE: usize = 16;
@@ -25,6 +26,7 @@ const MAX_IDLE: usize = 16;
 pub(crate) enum CallFailure {
     Timeout(Duration),
     MemoryLimit(usize),
+    TableLimit(usize),
     Trap(String),
     Oversized(usize, usize),
     Malformed(String),
@@ -36,6 +38,7 @@ impl CallFailure {
         match self {
             CallFailure::Timeout(_) => "timeout",
             CallFailure::MemoryLimit(_) => "memory_limit",
+            CallFailure::TableLimit(_) => "table_limit",
             CallFailure::Trap(_) => "trap",
             CallFailure::Oversized(..) => "oversized",
             CallFailure::Malformed(_) => "malformed",
@@ -52,6 +55,9 @@ impl fmt::Display for CallFailure {
                 d.as_millis()
             ),
             CallFailure::MemoryLimit(bytes) => write!(f, "hit the {} MiB memory cap", bytes >> 20),
+            CallFailure::TableLimit(elements) => {
+                write!(f, "hit the {elements}-element table cap")
+            }
             CallFailure::Trap(why) => write!(f, "trapped: {why}"),
             CallFailure::Oversized(len, max) => {
                 write!(f, "answered {len} bytes, over the {max}-byte cap")
@@ -91,6 +97,8 @@ pub(crate) struct Instances<W: WorldBindings> {
     pre: W::Pre,
     idle: Mutex<Vec<Live<W>>>,
     identity: RwLock<Identity>,
+    /// The plugin's log budget, shared by its instances.
+    log: Arc<LogGate>,
 }
 
 /// The plugin's name (for logs) and settings; the file name until `info` has answered.
@@ -110,6 +118,7 @@ impl<W: WorldBindings> Instances<W> {
                 name: Arc::from(file),
                 settings: Arc::default(),
             }),
+            log: LogGate::new(),
         }
     }
 
@@ -118,9 +127,9 @@ impl<W: WorldBindings> Instances<W> {
         let name: Arc<str> = Arc::from(name);
         let settings = Arc::new(settings.get(&*name).cloned().unwrap_or_default());
         for live in self.lock_idle().iter_mut() {
-            let data = live.store.data_mut();
-            data.plugin = name.clone();
-            data.settings = settings.clone();
+            live.store
+                .data_mut()
+                .configure(name.clone(), settings.clone());
         }
         *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Identity { name, settings };
     }
@@ -139,7 +148,7 @@ impl<W: WorldBindings> Instances<W> {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut store = self.sandbox.store(name, settings);
+        let mut store = self.sandbox.store(name, settings, self.log.clone());
         // Instantiation runs guest code too (initialisers): it gets the same deadline.
         store.data_mut().begin_call();
         store.set_epoch_deadline(self.sandbox.deadline_ticks());
@@ -162,6 +171,7 @@ impl<W: WorldBindings> Instances<W> {
         live.store.data_mut().begin_call();
         live.store.set_epoch_deadline(self.sandbox.deadline_ticks());
         let result = f(&live.bindings, &mut live.store);
+        live.store.data().end_call();
         match result {
             Ok(r) => {
                 if reuse {
@@ -177,25 +187,21 @@ impl<W: WorldBindings> Instances<W> {
     }
 
     fn classify(&self, e: wasmtime::Error) -> CallFailure {
-        let limits = &self.sandbox.limits;
-        if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-            return match trap {
-                wasmtime::Trap::Interrupt => CallFailure::Timeout(limits.timeout),
-                wasmtime::Trap::StackOverflow => {
-                    CallFailure::Trap("stack overflow (unbounded recursion?)".into())
-                }
-                wasmtime::Trap::UnreachableCodeReached => CallFailure::Trap(
-                    "`unreachable` executed (the plugin panicked or aborted)".into(),
-                ),
-                other => CallFailure::Trap(other.to_string()),
-            };
+        match PluginState::limit_hit(&e) {
+            Some(LimitHit::Memory { cap, .. }) => return CallFailure::MemoryLimit(cap),
+            Some(LimitHit::Table { cap, .. }) => return CallFailure::TableLimit(cap),
+            None => {}
         }
-        let text: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        let text = text.join(": ");
-        if text.contains("growing memory") || text.contains("memory minimum size") {
-            CallFailure::MemoryLimit(limits.memory_bytes)
-        } else {
-            CallFailure::Trap(text)
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => CallFailure::Timeout(self.sandbox.limits.timeout),
+            Some(wasmtime::Trap::StackOverflow) => {
+                CallFailure::Trap("stack overflow (unbounded recursion?)".into())
+            }
+            Some(wasmtime::Trap::UnreachableCodeReached) => {
+                CallFailure::Trap("`unreachable` executed (the plugin panicked or aborted)".into())
+            }
+            Some(other) => CallFailure::Trap(other.to_string()),
+            None => CallFailure::Trap(super::root_cause(&e)),
         }
     }
 }

@@ -12,9 +12,12 @@
 mod bindings;
 mod breaker;
 mod cache;
+mod compile;
+mod files;
 mod instances;
 mod live;
 mod sandbox;
+mod wasi;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +39,9 @@ use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
 use crate::scope::Lang;
 
 pub use self::cache::{CacheOutcome, CompiledCache};
+pub use self::compile::{
+    COMPILE_WORKER_ENV, Compiler, abandoned_compiles, run_compile_worker_if_requested,
+};
 pub use self::live::{
     HotResolver, HotTranslator, LivePlugins, ReloadEvent, ReloadKind, WatchHandle, WatchOptions,
 };
@@ -78,25 +84,79 @@ pub struct PluginInfo {
     pub compiled: CacheOutcome,
 }
 
-/// Why a file was not loaded as a plugin.
+/// Why a file was not loaded as a plugin. Every message is bounded (a hostile plugin may
+/// declare a 10 MB name or 200,000 profiles): lists name a few items and count the rest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read the file: {0}")]
     Read(String),
+    #[error("is {0}, not a regular file: only regular files (or symlinks to them) are loaded")]
+    NotAFile(String),
+    #[error(
+        "is {len} bytes, over the {max}-byte limit (raise `[sandbox] max_file_mib` if it is really a plugin)"
+    )]
+    TooLarge { len: u64, max: u64 },
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
-    #[error("imports {} which the sandbox never grants (plugins get no network, HTTP or other host access)", .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "))]
+    #[error("took longer than {} s to compile and was rejected (raise `[sandbox] compile_timeout_s` if it is a large but honest plugin)", .0.as_secs_f64())]
+    CompileBudget(std::time::Duration),
+    #[error(
+        "targets the plugin interface version {found} (`{interface}`), and this host speaks {speaks}: build the plugin against `wit/` of this cmdscope, or upgrade cmdscope"
+    )]
+    InterfaceVersion {
+        interface: String,
+        found: String,
+        speaks: String,
+    },
+    #[error("imports {} which the sandbox never grants (plugins get no network, HTTP or other host access)", some_of(.0))]
     ForbiddenImport(Vec<String>),
-    #[error("exports neither `{RESOLVER_EXPORT}` nor `{TRANSLATOR_EXPORT}` (it exports: {0})")]
-    NotAPlugin(String),
+    #[error("exports neither `{RESOLVER_EXPORT}` nor `{TRANSLATOR_EXPORT}` (it exports: {})", if .0.is_empty() { "nothing".to_string() } else { some_of(.0) })]
+    NotAPlugin(Vec<String>),
     #[error("cannot be linked: {0}")]
     Link(String),
     #[error("its `info` call failed: {0}")]
     Info(String),
-    #[error("may return profiles the config does not define: {} (define them, or fix the plugin)", .0.join(", "))]
+    #[error("may return profiles the config does not define: {} (define them, or fix the plugin)", some_of(.0))]
     UnknownProfiles(Vec<String>),
     #[error("a plugin named `{0}` is already loaded from {1}")]
     DuplicateName(String, String),
+    #[error("`{0}` is already loaded as a {1}; a name keeps its world for the host's lifetime")]
+    OtherWorld(String, World),
+}
+
+impl LoadError {
+    /// Whether the reason lies outside the file (another file, the config): such a file is
+    /// looked at again when that changes.
+    pub fn is_external(&self) -> bool {
+        matches!(
+            self,
+            LoadError::UnknownProfiles(_) | LoadError::DuplicateName(..)
+        )
+    }
+}
+
+/// At most five items, each clipped, then how many more: `a`, `b` and 199998 more.
+fn some_of(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<String> = items
+        .iter()
+        .take(SHOWN)
+        .map(|i| format!("`{}`", clip_display(i, 100)))
+        .collect();
+    let mut text = shown.join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
+/// `text` escaped for one line and cut at `max` characters (with an ellipsis).
+pub(crate) fn clip_display(text: &str, max: usize) -> String {
+    let mut out: String = text.escape_debug().take(max).collect();
+    if text.escape_debug().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// The engine and linker shared by every plugin. Cheap to clone.
@@ -104,6 +164,7 @@ pub enum LoadError {
 pub struct PluginHost {
     sandbox: Arc<Sandbox>,
     cache: Option<CompiledCache>,
+    compiler: Compiler,
 }
 
 /// A loaded plugin of either world.
@@ -152,6 +213,7 @@ impl PluginHost {
         Ok(PluginHost {
             sandbox: Arc::new(Sandbox::new(limits)?),
             cache: None,
+            compiler: Compiler::default(),
         })
     }
 
@@ -161,22 +223,25 @@ impl PluginHost {
         self
     }
 
+    /// Compiles plugins with `compiler` (default: in process; see [`Compiler`]).
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
+    }
+
     pub fn limits(&self) -> &SandboxLimits {
         &self.sandbox.limits
     }
 
-    /// Loads one `.wasm` file.
+    /// Loads one `.wasm` file (a regular file within `[sandbox] max_file_mib`).
     pub fn load_file(&self, path: &Path, settings: &PluginSettings) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.load_bytes(&bytes, &file, settings)
+        let (bytes, _) = files::read(path, self.sandbox.limits.max_file_bytes)?;
+        self.load_bytes(&bytes, &files::display_name(path), settings)
     }
 
-    /// Compiles, checks imports, detects the world, links once (`InstancePre`), and asks the
-    /// plugin for its info in a first instance, which then serves calls.
+    /// Compiles (within the compile budget, or from the compiled cache), checks imports,
+    /// detects the world, links once (`InstancePre`), and asks the plugin for its info in a
+    /// first instance, which then serves calls.
     pub fn load_bytes(
         &self,
         bytes: &[u8],
@@ -185,33 +250,22 @@ impl PluginHost {
     ) -> Result<Plugin, LoadError> {
         let sha256 = hex(&Sha256::digest(bytes));
         let engine = &self.sandbox.engine;
-        let (component, compiled) = match &self.cache {
-            Some(cache) => cache.load(engine, bytes, &sha256),
-            None => Component::new(engine, bytes).map(|c| (c, CacheOutcome::Off)),
-        }
-        .map_err(|e| LoadError::Compile(root_cause(&e)))?;
+        let (component, compiled) = self.compile(bytes, &sha256)?;
+        bindings::check_interface_versions(engine, &component)?;
         sandbox::check_imports(engine, &component)?;
         let exports: Vec<String> = component
             .component_type()
             .exports(engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let pre = self
-            .sandbox
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(root_cause(&e)))?;
         let world = if exports.iter().any(|e| e == RESOLVER_EXPORT) {
             World::Resolver
         } else if exports.iter().any(|e| e == TRANSLATOR_EXPORT) {
             World::Translator
         } else {
-            return Err(LoadError::NotAPlugin(if exports.is_empty() {
-                "nothing".into()
-            } else {
-                exports.join(", ")
-            }));
+            return Err(LoadError::NotAPlugin(exports));
         };
+        let pre = self.sandbox.instantiate_pre(&component)?;
         let placeholder = PluginInfo {
             name: file.to_string(),
             version: String::new(),
@@ -230,14 +284,14 @@ impl PluginHost {
                     Instances::new(self.sandbox.clone(), pre, file);
                 let info = instances
                     .call(|b, s| b.cmdscope_plugin_resolver().call_info(s))
-                    .map_err(|f| LoadError::Info(f.to_string()))?;
+                    .map_err(|f| LoadError::Info(clip(&f.to_string(), MAX_REASON)))?;
                 let info = PluginInfo {
                     name: info.name,
                     version: info.version,
                     profiles: info.profiles,
                     ..placeholder
                 };
-                check_name(&info)?;
+                check_info(&info)?;
                 instances.configure(&info.name, settings);
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
                     identity: identity(&info, settings),
@@ -256,14 +310,14 @@ impl PluginHost {
                     Instances::new(self.sandbox.clone(), pre, file);
                 let info = instances
                     .call(|b, s| b.cmdscope_plugin_translator().call_info(s))
-                    .map_err(|f| LoadError::Info(f.to_string()))?;
+                    .map_err(|f| LoadError::Info(clip(&f.to_string(), MAX_REASON)))?;
                 let info = PluginInfo {
                     name: info.name,
                     version: info.version,
                     locales: info.locales,
                     ..placeholder
                 };
-                check_name(&info)?;
+                check_info(&info)?;
                 instances.configure(&info.name, settings);
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
                     identity: identity(&info, settings),
@@ -278,18 +332,38 @@ impl PluginHost {
         }
     }
 
-    /// Loads every `*.wasm` in `dir`, in file-name order; each file succeeds or fails alone.
+    /// Native code for `bytes`: from the compiled cache, else compiled within the budget (and
+    /// stored in the cache).
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome), LoadError> {
+        let engine = &self.sandbox.engine;
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(engine, sha256)) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        let (component, code) =
+            self.compiler
+                .compile(engine, bytes, self.sandbox.limits.compile_timeout)?;
+        Ok(match &self.cache {
+            Some(cache) => {
+                cache.put(engine, sha256, &component, code);
+                (component, CacheOutcome::Miss)
+            }
+            None => (component, CacheOutcome::Off),
+        })
+    }
+
+    /// Loads every plugin file in `dir` (`*.wasm`, not hidden), in file-name order; each file
+    /// succeeds or fails alone.
     pub fn load_dir(
         &self,
         dir: &Path,
         settings: &PluginSettings,
     ) -> std::io::Result<Vec<(PathBuf, Result<Plugin, LoadError>)>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+            .filter(|p| files::plugin_key(p).is_some())
             .collect();
-        files.sort();
-        Ok(files
+        paths.sort();
+        Ok(paths
             .into_iter()
             .map(|path| {
                 let result = self.load_file(&path, settings);
@@ -390,21 +464,54 @@ impl PluginSet {
     }
 }
 
-fn check_name(info: &PluginInfo) -> Result<(), LoadError> {
-    let ok = !info.name.is_empty()
-        && info.name.len() <= 64
+/// Bounds on what a plugin says about itself: it is echoed in reports, events and pages.
+const MAX_NAME: usize = 64;
+const MAX_VERSION: usize = 64;
+const MAX_LIST: usize = 256;
+const MAX_LIST_ITEM: usize = 64;
+
+fn check_info(info: &PluginInfo) -> Result<(), LoadError> {
+    let name_ok = !info.name.is_empty()
+        && info.name.len() <= MAX_NAME
         && info
             .name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(LoadError::Info(format!(
-            "plugin name `{}` must be 1-64 of a-z, A-Z, 0-9, `-`, `_`",
-            info.name.escape_debug()
-        )))
+    if !name_ok {
+        return Err(LoadError::Info(format!(
+            "plugin name `{}` ({} bytes) must be 1-{MAX_NAME} of a-z, A-Z, 0-9, `-`, `_`",
+            clip_display(&info.name, MAX_NAME),
+            info.name.len()
+        )));
     }
+    if info.version.len() > MAX_VERSION || info.version.chars().any(char::is_control) {
+        return Err(LoadError::Info(format!(
+            "version `{}` ({} bytes) must be at most {MAX_VERSION} printable bytes",
+            clip_display(&info.version, MAX_VERSION),
+            info.version.len()
+        )));
+    }
+    let (what, list) = match info.world {
+        World::Resolver => ("profiles", &info.profiles),
+        World::Translator => ("locales", &info.locales),
+    };
+    if list.len() > MAX_LIST {
+        return Err(LoadError::Info(format!(
+            "declares {} {what}; at most {MAX_LIST} are allowed",
+            list.len()
+        )));
+    }
+    if let Some(long) = list
+        .iter()
+        .find(|i| i.is_empty() || i.len() > MAX_LIST_ITEM || i.chars().any(char::is_control))
+    {
+        return Err(LoadError::Info(format!(
+            "declares {what} entry `{}` ({} bytes); each must be 1-{MAX_LIST_ITEM} printable bytes",
+            clip_display(long, MAX_LIST_ITEM),
+            long.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A resolver plugin: `Resolver` over a sandboxed component.
@@ -569,8 +676,9 @@ impl Translator for WasmTranslator {
     }
 }
 
-fn clip(message: &str, max: usize) -> String {
-    let mut end = message.len().min(max.min(1024));
+/// `message` cut at `max` bytes (at most 1 KiB below [`MAX_REASON`]), on a char boundary.
+pub(crate) fn clip(message: &str, max: usize) -> String {
+    let mut end = message.len().min(max.min(MAX_REASON));
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -595,8 +703,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The innermost cause of a wasmtime error: the part that tells an operator what is wrong.
-fn root_cause(e: &wasmtime::Error) -> String {
+/// A wasmtime error's chain of causes on one line, clipped: a trap's wasm backtrace can run
+/// to thousands of frames.
+pub(crate) fn root_cause(e: &wasmtime::Error) -> String {
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    chain.join(": ")
+    clip(&chain.join(": "), MAX_REASON)
 }
+
+/// Longest reason kept from a plugin's failure.
+pub(crate) const MAX_REASON: usize = 2048;

@@ -1,22 +1,23 @@
 //! The sandbox every plugin runs in: one wasmtime `Engine` with epoch interruption, a linker
-//! that denies capabilities rather than interfaces, and a per-store state with a memory cap, a
-//! fixed clock, seeded randomness, no environment, no preopened directory, and stdout/stderr
-//! going to the host log.
+//! that denies capabilities rather than interfaces (see `wasi.rs`), and a per-store state with
+//! the instance's caps (memory and table totals, counts of instances, memories and tables, and
+//! the resource table), the call's time budget and its log budget.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::LoadError;
 use super::bindings::host;
+use super::wasi::{CallLog, CallRandom, LogGate, log_line};
 use crate::config::SandboxLimits;
 
 /// How often the epoch advances; a call's deadline is counted in these ticks.
@@ -25,8 +26,15 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// The fixed wall-clock time plugins see: 2024-01-01T00:00:00Z. Fixed so outputs stay pure.
 pub const FIXED_WALL_CLOCK_SECS: u64 = 1_704_067_200;
 
-/// The seed behind every plugin's randomness.
-const RANDOM_SEED: u128 = 0x636d_6473_636f_7065_2d73_6565_6421_0000;
+/// Counts per instance (a component is several core instances in one store). Generous for
+/// what toolchains emit (a componentize-py component links a dozen core modules), far below
+/// what would cost the host.
+const MAX_CORE_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 8;
+const MAX_TABLES: usize = 32;
+/// Host-side resources (streams, pollables) one instance may hold at once, and handles to
+/// resources in the component's own tables.
+const MAX_RESOURCES: usize = 65_536;
 
 /// Interfaces a plugin may import. Everything else (sockets, HTTP, anything unknown) is
 /// refused at load with the import's name. Filesystem is linked with zero preopens, clocks
@@ -41,15 +49,149 @@ const ALLOWED_IMPORT_PREFIXES: [&str; 7] = [
     "cmdscope:plugin/types@0.1.",
 ];
 
-/// What a store holds: WASI state with nothing behind it, the memory cap, what the host
-/// interface serves (the plugin's name and settings), and the running call's budget.
+/// The engine configuration every plugin is compiled for; a compile worker builds the same
+/// one, so its output deserialises here.
+pub(crate) fn engine_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    // Deadlines: the epoch advances every EPOCH_TICK; each call sets its own deadline.
+    config.epoch_interruption(true);
+    config
+}
+
+/// What a store holds: WASI state with nothing behind it, the instance's caps, what the host
+/// interface serves (the plugin's name and settings), and the running call's budgets.
 pub(crate) struct PluginState {
     wasi: WasiCtx,
-    table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: InstanceLimits,
     pub(crate) plugin: Arc<str>,
     pub(crate) settings: Arc<BTreeMap<String, String>>,
+    pub(crate) random: CallRandom,
+    log: Arc<StoreLog>,
     budget: CallBudget,
+}
+
+/// The log of one store: its plugin's gate and the running call's budget, shared with the
+/// stdout/stderr streams the store hands out.
+struct StoreLog {
+    gate: Arc<LogGate>,
+    call: Mutex<CallLog>,
+    plugin: Mutex<Arc<str>>,
+}
+
+impl StoreLog {
+    fn write(&self, level: host::LogLevel, message: &str) {
+        let line = log_line(message);
+        if line.is_empty() {
+            return;
+        }
+        let admitted = self
+            .call
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(&self.gate, line.len());
+        if !admitted {
+            return;
+        }
+        let plugin = self
+            .plugin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let plugin = &*plugin;
+        match level {
+            host::LogLevel::Debug => tracing::debug!(plugin, "{line}"),
+            host::LogLevel::Info => tracing::info!(plugin, "{line}"),
+            host::LogLevel::Warn => tracing::warn!(plugin, "{line}"),
+            host::LogLevel::Error => tracing::error!(plugin, "{line}"),
+        }
+    }
+}
+
+/// Why a limit stopped an instance: the error a trap carries, so a failure is classified by
+/// type, not by wasmtime's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LimitHit {
+    #[error("linear memory would grow to {wanted} bytes, over the instance's {cap}-byte cap")]
+    Memory { wanted: usize, cap: usize },
+    #[error("tables would grow to {wanted} elements, over the instance's {cap}-element cap")]
+    Table { wanted: usize, cap: usize },
+}
+
+/// Caps on one instance, its memories and tables counted together.
+pub(crate) struct InstanceLimits {
+    memory_cap: usize,
+    memory_total: usize,
+    table_cap: usize,
+    table_total: usize,
+    /// The last growth approved, taken back if the grow then fails.
+    last_memory_grow: usize,
+    last_table_grow: usize,
+}
+
+impl ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current);
+        let wanted = self.memory_total.saturating_add(grow);
+        if wanted > self.memory_cap {
+            return Err(LimitHit::Memory {
+                wanted,
+                cap: self.memory_cap,
+            }
+            .into());
+        }
+        self.memory_total = wanted;
+        self.last_memory_grow = grow;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_total -= std::mem::take(&mut self.last_memory_grow);
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current);
+        let wanted = self.table_total.saturating_add(grow);
+        if wanted > self.table_cap {
+            return Err(LimitHit::Table {
+                wanted,
+                cap: self.table_cap,
+            }
+            .into());
+        }
+        self.table_total = wanted;
+        self.last_table_grow = grow;
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.table_total -= std::mem::take(&mut self.last_table_grow);
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
 }
 
 /// The running call's time budget.
@@ -61,6 +203,8 @@ pub(crate) struct PluginState {
 /// used at least half of that window's time on the CPU it is spinning and is interrupted,
 /// otherwise it was starved and gets another window. Wall time is capped at 20x the deadline
 /// (at least 1 s) whatever happens. A CPU-bound plugin is thus stopped after about two deadlines.
+/// No host function a plugin can call waits (see `wasi.rs`), so the cap holds for time spent
+/// in host calls too.
 #[derive(Clone, Copy)]
 struct CallBudget {
     wall_at_start: std::time::Instant,
@@ -78,8 +222,7 @@ impl CallBudget {
 
     /// Called each time the epoch deadline passes.
     fn on_deadline(&mut self, deadline: Duration, deadline_ticks: u64) -> wasmtime::UpdateDeadline {
-        let wall_cap = (deadline * 20).max(Duration::from_secs(1));
-        if self.wall_at_start.elapsed() >= wall_cap {
+        if self.wall_at_start.elapsed() >= wall_cap(deadline) {
             return wasmtime::UpdateDeadline::Interrupt;
         }
         let cpu_now = thread_cpu_time();
@@ -91,6 +234,11 @@ impl CallBudget {
         self.window_cpu_start = Some(cpu_now);
         wasmtime::UpdateDeadline::Continue(deadline_ticks)
     }
+}
+
+/// The most wall time a call may take, whatever the machine's load.
+pub(crate) fn wall_cap(deadline: Duration) -> Duration {
+    (deadline * 20).max(Duration::from_secs(1))
 }
 
 /// CPU time consumed by the calling thread.
@@ -109,9 +257,32 @@ fn thread_cpu_time() -> Duration {
 }
 
 impl PluginState {
-    /// Starts the budget of a call (or an instantiation) about to run on this thread.
+    /// Starts the budgets of a call (or an instantiation) about to run on this thread, and
+    /// the call's random stream from its seed.
     pub(crate) fn begin_call(&mut self) {
         self.budget = CallBudget::now();
+        self.random.reset();
+        *self.log.call.lock().unwrap_or_else(|p| p.into_inner()) = CallLog::new();
+    }
+
+    /// After a call: says (at most once a second) how many log lines the plugin had dropped.
+    pub(crate) fn end_call(&self) {
+        self.log.gate.report_dropped(&self.plugin);
+    }
+
+    /// Names the plugin in its log lines and hands it its settings.
+    pub(crate) fn configure(&mut self, plugin: Arc<str>, settings: Arc<BTreeMap<String, String>>) {
+        *self.log.plugin.lock().unwrap_or_else(|p| p.into_inner()) = plugin.clone();
+        self.plugin = plugin;
+        self.settings = settings;
+    }
+
+    /// Which cap stopped the instance, if one did.
+    pub(crate) fn limit_hit(error: &wasmtime::Error) -> Option<LimitHit> {
+        error
+            .chain()
+            .find_map(|c| c.downcast_ref::<LimitHit>())
+            .copied()
     }
 }
 
@@ -126,14 +297,7 @@ impl WasiView for PluginState {
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::LogLevel, message: String) {
-        let plugin = &*self.plugin;
-        let message = truncate_for_log(&message);
-        match level {
-            host::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            host::LogLevel::Info => tracing::info!(plugin, "{message}"),
-            host::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            host::LogLevel::Error => tracing::error!(plugin, "{message}"),
-        }
+        self.log.write(level, &message);
     }
 
     fn setting(&mut self, key: String) -> Option<String> {
@@ -141,33 +305,20 @@ impl host::Host for PluginState {
     }
 }
 
-/// A plugin cannot flood the log: lines are cut at 1 KiB.
-fn truncate_for_log(message: &str) -> &str {
-    let mut end = message.len().min(1024);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    message[..end].trim_end()
-}
-
 /// The engine, the linker and the limits shared by every plugin.
 pub(crate) struct Sandbox {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<PluginState>,
+    linker: Linker<PluginState>,
     pub(crate) limits: SandboxLimits,
 }
 
 impl Sandbox {
     pub(crate) fn new(limits: SandboxLimits) -> wasmtime::Result<Sandbox> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        // Deadlines: the epoch advances every EPOCH_TICK; each call sets its own deadline.
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config())?;
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
-        link_wasi(&mut linker)?;
+        super::wasi::add_to_linker(&mut linker)?;
         host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
         Ok(Sandbox {
             engine,
@@ -176,41 +327,53 @@ impl Sandbox {
         })
     }
 
-    /// A fresh store for one instance of `plugin`.
+    /// Links `component` once.
+    pub(crate) fn instantiate_pre(
+        &self,
+        component: &Component,
+    ) -> Result<InstancePre<PluginState>, LoadError> {
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Link(super::root_cause(&e)))
+    }
+
+    /// A fresh store for one instance of `plugin`, logging through `gate`.
     pub(crate) fn store(
         &self,
         plugin: Arc<str>,
         settings: Arc<BTreeMap<String, String>>,
+        gate: Arc<LogGate>,
     ) -> Store<PluginState> {
-        let log = LogStream {
-            plugin: plugin.clone(),
-        };
+        let log = Arc::new(StoreLog {
+            gate,
+            call: Mutex::new(CallLog::new()),
+            plugin: Mutex::new(plugin.clone()),
+        });
+        let stream = LogStream { log: log.clone() };
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(log.clone())
-            .stderr(log)
-            .wall_clock(FixedWallClock)
-            .monotonic_clock(FixedMonotonicClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(
-                RANDOM_SEED.to_le_bytes().to_vec(),
-            ))
-            .insecure_random(wasmtime_wasi::Deterministic::new(
-                RANDOM_SEED.to_be_bytes().to_vec(),
-            ))
-            .insecure_random_seed(RANDOM_SEED);
+        wasi.stdout(stream.clone()).stderr(stream);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = PluginState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .instances(16)
-                .build(),
+            table,
+            limits: InstanceLimits {
+                memory_cap: self.limits.memory_bytes,
+                memory_total: 0,
+                table_cap: self.limits.table_elements,
+                table_total: 0,
+                last_memory_grow: 0,
+                last_table_grow: 0,
+            },
             plugin,
             settings,
+            random: CallRandom::new(),
+            log,
             budget: CallBudget::now(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.set_max_component_handles(MAX_RESOURCES);
         // The epoch deadline (set per call to the timeout) is a check point, see `CallBudget`.
         let (deadline, ticks) = (self.limits.timeout, self.deadline_ticks());
         store.epoch_deadline_callback(move |mut ctx| {
@@ -227,10 +390,7 @@ impl Sandbox {
 }
 
 /// Refuses a component whose imports the sandbox does not provide, naming them.
-pub(crate) fn check_imports(
-    engine: &Engine,
-    component: &wasmtime::component::Component,
-) -> Result<(), LoadError> {
+pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let refused: Vec<String> = component
         .component_type()
         .imports(engine)
@@ -242,46 +402,6 @@ pub(crate) fn check_imports(
     } else {
         Err(LoadError::ForbiddenImport(refused))
     }
-}
-
-/// Links the WASI interfaces std guests import, with nothing behind them. Deliberately not
-/// linked: `wasi:sockets/*` and `wasi:http/*`.
-fn link_wasi(l: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
-    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
-    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
-    use wasmtime_wasi::random::WasiRandom;
-
-    type S = PluginState;
-    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
-    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
-    sync::filesystem::types::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
-    random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
-    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
-    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
-    cli::exit::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::environment::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::terminal_input::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::terminal_output::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::terminal_stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<S, IoTable>(l, |s| &mut s.table)?;
-    sync::io::poll::add_to_linker::<S, IoTable>(l, |s| &mut s.table)?;
-    sync::io::streams::add_to_linker::<S, IoTable>(l, |s| &mut s.table)?;
-    Ok(())
-}
-
-/// `wasi:io` host functions only need the resource table.
-struct IoTable;
-
-impl wasmtime::component::HasData for IoTable {
-    type Data<'a> = &'a mut ResourceTable;
 }
 
 /// Advances the engine's epoch until the engine is dropped. Holds only a weak reference, so
@@ -300,39 +420,17 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawn the epoch ticker thread");
 }
 
-struct FixedWallClock;
-
-impl HostWallClock for FixedWallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_secs(FIXED_WALL_CLOCK_SECS)
-    }
-}
-
-struct FixedMonotonicClock;
-
-impl HostMonotonicClock for FixedMonotonicClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-/// Guest stdout/stderr, line by line into the host log.
+/// Guest stdout/stderr, line by line into the host log, within the store's log budget.
 #[derive(Clone)]
 struct LogStream {
-    plugin: Arc<str>,
+    log: Arc<StoreLog>,
 }
 
 impl LogStream {
     fn emit(&self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(plugin = &*self.plugin, "stdout: {}", truncate_for_log(line));
+        for line in text.lines() {
+            self.log.write(host::LogLevel::Info, line);
         }
     }
 }

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+pub mod process;
+pub mod wat;
+
 use cmdscope::config::{Config, Format};
 use cmdscope::deliver::TeloxideApi;
 use cmdscope::emulator::{Emulator, RunningEmulator};

@@ -111,8 +111,12 @@ pub(crate) enum OutputFormat {
 }
 
 fn main() -> ExitCode {
+    // Started again as a compile worker (see `plugin_host`): compile, answer and exit.
+    cmdscope::plugin::run_compile_worker_if_requested();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file or a pipe gets plain `key=value` text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CMDSCOPE_LOG")
                 .unwrap_or_else(|_| "warn".into()),
@@ -222,7 +226,7 @@ pub(crate) fn with_plugins(
     let set = match plugins {
         None => None,
         Some(dir) => {
-            let host = PluginHost::new(config.sandbox.clone())?;
+            let host = plugin_host(&config.sandbox)?;
             Some(
                 PluginSet::load(&host, dir, &config)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?,
@@ -247,6 +251,21 @@ pub(crate) fn with_plugins(
         builder = builder.resolver(resolver);
     }
     Ok(builder)
+}
+
+/// The plugin host the CLI uses: compiles run in a child process (this binary as a compile
+/// worker), so a component that takes too long is killed, not left compiling.
+pub(crate) fn plugin_host(limits: &cmdscope::config::SandboxLimits) -> anyhow::Result<PluginHost> {
+    let host = PluginHost::new(limits.clone())?;
+    Ok(match cmdscope::plugin::Compiler::this_program() {
+        Ok(compiler) => host.with_compiler(compiler),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot find this program to run compile workers ({e}); compiling in process"
+            );
+            host
+        }
+    })
 }
 
 fn check(path: &Path) -> ExitCode {

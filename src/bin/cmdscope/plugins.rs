@@ -10,12 +10,10 @@ use serde_json::{Value, json};
 
 use cmdscope::ChatType;
 use cmdscope::config::SandboxLimits;
-use cmdscope::plugin::{
-    CompiledCache, LivePlugins, PluginHost, PluginInfo, PluginSet, Rejected, WatchOptions,
-};
+use cmdscope::plugin::{CompiledCache, LivePlugins, PluginInfo, PluginSet, Rejected, WatchOptions};
 use cmdscope::resolve::{FlagValue, UserContext};
 
-use super::{OutputFormat, load_or_print, print_commands, with_plugins};
+use super::{OutputFormat, load_or_print, plugin_host, print_commands, with_plugins};
 
 #[derive(Subcommand)]
 pub(crate) enum PluginsCommand {
@@ -81,14 +79,14 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
             let Some(loaded) = load_or_print(path) else {
                 return Ok(ExitCode::FAILURE);
             };
-            let host = PluginHost::new(loaded.config.sandbox.clone())?;
+            let host = plugin_host(&loaded.config.sandbox)?;
             (
                 PluginSet::load(&host, &dir, &loaded.config)?,
                 loaded.config.sandbox,
             )
         }
         None => {
-            let host = PluginHost::new(SandboxLimits::default())?;
+            let host = plugin_host(&SandboxLimits::default())?;
             let mut set = PluginSet::default();
             for (path, result) in host.load_dir(&dir, &Default::default())? {
                 match result {
@@ -227,7 +225,7 @@ pub(crate) async fn watch(
     cache: Option<&Path>,
     http: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let mut host = PluginHost::new(config.sandbox.clone())?;
+    let mut host = plugin_host(&config.sandbox)?;
     if let Some(cache_dir) = cache {
         match CompiledCache::open(cache_dir) {
             Ok(c) => host = host.with_compiled_cache(c),

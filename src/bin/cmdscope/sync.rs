@@ -69,7 +69,7 @@ impl Connection {
                     key_prefix: None,
                 }
             }
-            Some(path) => StateBackend::File(Path::new(path).to_path_buf()),
+            Some(path) => StateBackend::File(std::path::absolute(Path::new(path))?),
             None => engine.config().state.clone(),
         };
         let store: Arc<dyn StateStore> = match backend {
