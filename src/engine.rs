@@ -90,6 +90,9 @@ impl EngineBuilder {
 pub(crate) struct Built {
     pub(crate) menus: MenuTable,
     pub(crate) plan: Arc<Plan>,
+    /// What every user's menu is made of, as one hash: the menus, the plan, and the config's
+    /// choices of language and default profile.
+    content: u64,
 }
 
 impl Built {
@@ -100,8 +103,13 @@ impl Built {
             tracing::warn!(config = %config.source, "{warning}");
         }
         let plan = Arc::new(Plan::build(config, &menus));
+        let content = content_hash(config, &menus, &plan);
         crate::metrics::menu_build(started.elapsed());
-        Built { menus, plan }
+        Built {
+            menus,
+            plan,
+            content,
+        }
     }
 
     /// A profile's menu in the user's language (or the fallback language).
@@ -113,6 +121,37 @@ impl Built {
             .clone()
     }
 }
+
+/// The hash behind [`Engine::generation`]: everything but the resolver.
+fn content_hash(config: &Config, menus: &MenuTable, plan: &Plan) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut put = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    put(config.default_profile.as_bytes());
+    put(config.fallback_language.as_str().as_bytes());
+    for lang in &config.languages {
+        put(lang.as_str().as_bytes());
+    }
+    for profile in config.profiles.keys() {
+        put(profile.as_bytes());
+        for &lang in &config.languages {
+            let menu = menus.get(profile, lang).expect("built in every language");
+            put(&crate::menu::Fingerprint::of(menu).0.to_le_bytes());
+        }
+    }
+    for list in &plan.lists {
+        put(list.key.storage_key().as_bytes());
+        put(&crate::menu::Fingerprint::of(&list.commands).0.to_le_bytes());
+    }
+    put(plan.menu_button.name().as_bytes());
+    h.digest()
+}
+
+/// Which rules decided a menu: equal generations give every user the same menu. A known user
+/// records the generation they were brought to; after a change, those behind are reconciled.
+pub type Generation = u64;
 
 /// Config, every profile's menu in every language, the plan of configured lists, and the
 /// resolver. The config and resolver are fixed; menus and plan are rebuilt when a translator
@@ -165,22 +204,41 @@ impl Engine {
             .store(Arc::new(Built::new(&self.config, self.translator.as_ref())));
     }
 
-    /// Keeps this engine current with a hot-reloading plugin folder: a swapped resolver's
-    /// cached answers are dropped, and a swapped translator rebuilds the menus, before the
-    /// reload event goes out. Holds the engine weakly.
+    /// Keeps this engine current with a hot-reloading plugin folder: see
+    /// [`on_plugin_swap`](Self::on_plugin_swap). Holds the engine weakly.
     pub fn follow_reloads(self: &Arc<Self>, live: &crate::plugin::LivePlugins) {
         let engine = Arc::downgrade(self);
         live.on_swap(move |name| {
-            let Some(engine) = engine.upgrade() else {
-                return;
-            };
-            if let Some(cache) = &engine.cache {
-                cache.invalidate_stale();
-            }
-            if engine.config.translators.iter().any(|t| t == name) {
-                engine.rebuild_menus();
+            if let Some(engine) = engine.upgrade() {
+                engine.on_plugin_swap(name);
             }
         });
+    }
+
+    /// Plugin `name` was swapped for a new version: the replaced resolver's cached answers are
+    /// dropped, and a translator's swap rebuilds the menus. Run it before the swap is announced.
+    pub fn on_plugin_swap(&self, name: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate_stale();
+        }
+        if self.config.translators.iter().any(|t| t == name) {
+            self.rebuild_menus();
+        }
+    }
+
+    /// The rules deciding menus now: the menus and plan of the latest build, and the
+    /// resolver's identity (a plugin's sha256 and settings; a native resolver's name).
+    pub fn generation(&self) -> Generation {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&self.built.load().content.to_le_bytes());
+        match self.resolver.identity() {
+            Some(identity) => h.update(identity.as_bytes()),
+            None => {
+                h.update(b"native:");
+                h.update(self.resolver.name().as_bytes());
+            }
+        }
+        h.digest()
     }
 
     /// The translator output caches' counters, one per cached plugin translator.

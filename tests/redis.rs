@@ -297,6 +297,22 @@ async fn the_redis_store_keeps_the_contract_and_refuses_overtaken_confirmations(
     );
 }
 
+#[tokio::test]
+async fn the_redis_store_keeps_the_general_and_known_users_contracts() {
+    let Some(redis) = redis() else { return };
+    let store = RedisStore::new(RedisShared::connect(&redis.url, &prefix("contracts")).unwrap());
+    cmdscope::state::conformance::store_contract(&store).await;
+    cmdscope::state::conformance::known_users_contract(&store).await;
+    // Leases: one holder at a time, renewable by its holder, free once released.
+    let users = store.known_users().unwrap();
+    let ttl = Duration::from_secs(5);
+    assert!(users.lease("worker-a", ttl).await.unwrap());
+    assert!(!users.lease("worker-b", ttl).await.unwrap());
+    assert!(users.lease("worker-a", ttl).await.unwrap(), "renewed");
+    users.release_lease("worker-a").await.unwrap();
+    assert!(users.lease("worker-b", ttl).await.unwrap());
+}
+
 #[test]
 fn four_workers_on_2000_overlapping_users_make_exactly_the_needed_calls_at_the_pace() {
     let Some(redis) = redis() else { return };

@@ -5,6 +5,7 @@
 //! codes. Everything above it sees [`ApiError`], already classified as retryable or not.
 
 mod http;
+mod lanes;
 mod pace;
 mod reliable;
 mod retry;
@@ -16,6 +17,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use self::http::{HttpBotApi, TELEGRAM_API_URL};
+pub use self::lanes::{BACKGROUND_SHARE, Lane};
 pub use self::pace::{GateFuture, LocalGate, RateGate};
 pub use self::reliable::{Delivery, DeliveryOptions, DeliveryStats, Permit};
 pub use self::retry::{BreakerState, RetryPolicy};

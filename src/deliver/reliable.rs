@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::Instrument;
 
+use super::lanes::{Lane, Lanes};
 use super::pace::{LocalGate, RateGate};
 use super::retry::{Admission, ApiBreaker, BreakerState, RetryPolicy};
 use super::{ApiError, ApiFuture, BotApi};
@@ -47,6 +48,8 @@ impl Default for DeliveryOptions {
 #[must_use = "a permit is a slot of the bot's pace"]
 pub struct Permit {
     admission: Admission,
+    /// Retries of the call wait in the same lane.
+    lane: Lane,
 }
 
 /// Counters since the delivery was created.
@@ -76,6 +79,7 @@ struct Counters {
 pub struct Delivery {
     api: Arc<dyn BotApi>,
     gate: Arc<dyn RateGate>,
+    lanes: Lanes,
     retry: RetryPolicy,
     breaker: ApiBreaker,
     counters: Counters,
@@ -97,6 +101,7 @@ impl Delivery {
         Delivery {
             api,
             gate,
+            lanes: Lanes::default(),
             retry: options.retry,
             breaker: ApiBreaker::new(options.breaker_threshold, options.breaker_cooldown),
             counters: Counters::default(),
@@ -107,12 +112,17 @@ impl Delivery {
         &self.api
     }
 
-    /// Waits for the breaker and the bot's pace. Callers that can still change their mind
-    /// (coalescing) wait here first and decide what to send afterwards.
+    /// Waits for the breaker and the bot's pace, in the live lane. Callers that can still
+    /// change their mind (coalescing) wait here first and decide what to send afterwards.
     pub async fn ready(&self) -> Permit {
+        self.ready_in(Lane::Live).await
+    }
+
+    /// [`ready`](Self::ready) in `lane`: background work yields the pace to live updates.
+    pub async fn ready_in(&self, lane: Lane) -> Permit {
         let admission = self.breaker.admit().await;
-        self.gate.acquire().await;
-        Permit { admission }
+        self.lanes.through(lane, self.gate.as_ref()).await;
+        Permit { admission, lane }
     }
 
     /// Applies one list operation, retrying as the policy allows.
@@ -154,10 +164,11 @@ impl Delivery {
     ) -> Result<(), ApiError> {
         let mut failures = 0;
         let mut flood_wait = Duration::ZERO;
+        let lane = permit.as_ref().map_or(Lane::Live, |p| p.lane);
         loop {
             let admission = match permit.take() {
                 Some(p) => p.admission,
-                None => self.ready().await.admission,
+                None => self.ready_in(lane).await.admission,
             };
             self.count_call(method);
             let error = match call().await {

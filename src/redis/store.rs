@@ -9,10 +9,18 @@ use redis::Script;
 use super::RedisShared;
 use crate::menu::Fingerprint;
 use crate::scope::ListKey;
-use crate::state::{Intent, KeyState, StateStore, StoreFuture, Ticket};
+use crate::state::{
+    Cursor, Generation, Intent, KeyState, KnownUsers, Page, StateStore, StoreError, StoreFuture,
+    Ticket, UserKey,
+};
 
 /// `{prefix}:list:<storage key>` = hash { a: applied fingerprint (hex), p: pending intent
 /// (`s<hex>` or `d`), v: version }. `{prefix}:lists` = set of the keys, for `entries`.
+///
+/// Known users: `{prefix}:users` = hash { user key (16 bytes) -> context record },
+/// `{prefix}:users:gen` = hash { user key -> generation }, kept apart so marking a page of
+/// users is one `HSET`. `{prefix}:reconciled` = the generation of the last complete
+/// reconciliation; `{prefix}:reconcile:lease` = which worker runs it now.
 pub struct RedisStore {
     shared: RedisShared,
     /// Keys whose begin or confirm could not be written while Redis was away: marked
@@ -38,6 +46,18 @@ if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'a', 'p') else
 return 1
 "#;
 
+/// Takes the lease, or renews it for its holder.
+const LEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"#;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 /// What an unreadable or unreachable key is taken as: uncertain, so it is sent.
 const UNCERTAIN: KeyState = KeyState {
     applied: None,
@@ -52,6 +72,10 @@ impl RedisStore {
             begin: Script::new(BEGIN),
             confirm: Script::new(CONFIRM),
         }
+    }
+
+    fn fail(&self, e: redis::RedisError) -> StoreError {
+        StoreError::new(self.describe(), e)
     }
 
     fn hash_key(&self, key: &ListKey) -> String {
@@ -245,6 +269,10 @@ impl StateStore for RedisStore {
         })
     }
 
+    fn known_users(&self) -> Option<&dyn KnownUsers> {
+        Some(self)
+    }
+
     fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut conn = self.shared.conn.clone();
@@ -260,6 +288,174 @@ impl StateStore for RedisStore {
                 None => redis::cmd("DEL").arg(key).query_async(&mut conn).await,
             };
             result.map_err(|e| crate::state::StoreError::new(self.describe(), e))
+        })
+    }
+}
+
+/// A hash field and its value, as `HSCAN` returns them.
+type Field = (Vec<u8>, Vec<u8>);
+
+impl KnownUsers for RedisStore {
+    fn remember<'a>(
+        &'a self,
+        ctx: &'a crate::UserContext,
+        generation: Generation,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(record) = crate::state::encode_user(ctx, 0) else {
+                return Ok(false);
+            };
+            let key = UserKey::of(ctx).to_bytes();
+            let mut conn = self.shared.conn.clone();
+            let (new, _): (u64, u64) = redis::pipe()
+                .atomic()
+                .hset(self.shared.key(&["users"]), key.as_slice(), record)
+                .hset(
+                    self.shared.key(&["users", "gen"]),
+                    key.as_slice(),
+                    generation,
+                )
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(new == 1)
+        })
+    }
+
+    fn forget(&self, key: UserKey) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let key = key.to_bytes();
+            let mut conn = self.shared.conn.clone();
+            redis::pipe()
+                .atomic()
+                .hdel(self.shared.key(&["users"]), key.as_slice())
+                .hdel(self.shared.key(&["users", "gen"]), key.as_slice())
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))
+        })
+    }
+
+    fn behind<'a>(
+        &'a self,
+        generation: Generation,
+        cursor: Option<&'a Cursor>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            let from = cursor
+                .map(|c| String::from_utf8_lossy(&c.0).into_owned())
+                .unwrap_or_else(|| "0".into());
+            let (next, rows): (String, Vec<Field>) = redis::cmd("HSCAN")
+                .arg(self.shared.key(&["users"]))
+                .arg(&from)
+                .arg("COUNT")
+                .arg(limit.max(1))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            let mut page = Vec::with_capacity(rows.len());
+            if !rows.is_empty() {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(self.shared.key(&["users", "gen"]));
+                for (key, _) in &rows {
+                    cmd.arg(key.as_slice());
+                }
+                let generations: Vec<Option<u64>> =
+                    cmd.query_async(&mut conn).await.map_err(|e| self.fail(e))?;
+                for ((key, record), at) in rows.into_iter().zip(generations) {
+                    let at = at.unwrap_or(0);
+                    if at == generation {
+                        continue;
+                    }
+                    if let Some(mut user) = UserKey::from_bytes(&key)
+                        .and_then(|key| crate::state::decode_user(key, &record))
+                    {
+                        user.generation = at;
+                        page.push(user);
+                    }
+                }
+            }
+            Ok((page, (next != "0").then(|| Cursor(next.into_bytes()))))
+        })
+    }
+
+    fn mark<'a>(&'a self, users: &'a [UserKey], generation: Generation) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if users.is_empty() {
+                return Ok(());
+            }
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(self.shared.key(&["users", "gen"]));
+            for key in users {
+                cmd.arg(key.to_bytes().as_slice()).arg(generation);
+            }
+            let mut conn = self.shared.conn.clone();
+            cmd.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))
+        })
+    }
+
+    fn count(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            redis::cmd("HLEN")
+                .arg(self.shared.key(&["users"]))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))
+        })
+    }
+
+    fn reconciled(&self) -> StoreFuture<'_, Option<Generation>> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            redis::cmd("GET")
+                .arg(self.shared.key(&["reconciled"]))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))
+        })
+    }
+
+    fn set_reconciled(&self, generation: Generation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            redis::cmd("SET")
+                .arg(self.shared.key(&["reconciled"]))
+                .arg(generation)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))
+        })
+    }
+
+    fn lease<'a>(&'a self, holder: &'a str, ttl: std::time::Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            let taken: u64 = Script::new(LEASE)
+                .key(self.shared.key(&["reconcile", "lease"]))
+                .arg(holder)
+                .arg(ttl.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(taken == 1)
+        })
+    }
+
+    fn release_lease<'a>(&'a self, holder: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            Script::new(RELEASE)
+                .key(self.shared.key(&["reconcile", "lease"]))
+                .arg(holder)
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail(e))
         })
     }
 }

@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
+use super::users::{self, Cursor, Generation, KnownUsers, Page, UserKey};
 use super::{Intent, KeyState, StateStore, StoreError, StoreFuture, Ticket};
 use crate::menu::Fingerprint;
 use crate::scope::ListKey;
@@ -16,6 +19,9 @@ const LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("lists");
 /// Bot-wide settings by name (`menu_button`).
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const MENU_BUTTON: &str = "menu_button";
+const RECONCILED: &str = "reconciled";
+/// Known users: key [`UserKey::to_bytes`], value the record of `users::encode`.
+const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
 
 /// Applied state in a file. One process opens a file at a time (redb locks it).
 #[derive(Clone)]
@@ -34,6 +40,7 @@ impl FileStore {
         let txn = db.begin_write().map_err(|e| fail(&e))?;
         txn.open_table(LISTS).map_err(|e| fail(&e))?;
         txn.open_table(SETTINGS).map_err(|e| fail(&e))?;
+        txn.open_table(USERS).map_err(|e| fail(&e))?;
         txn.commit().map_err(|e| fail(&e))?;
         Ok(FileStore {
             db: Arc::new(db),
@@ -144,6 +151,10 @@ impl StateStore for FileStore {
         Box::pin(std::future::ready(result))
     }
 
+    fn known_users(&self) -> Option<&dyn KnownUsers> {
+        Some(self)
+    }
+
     fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()> {
         let db = self.db.clone();
         let button = button.map(str::to_string);
@@ -165,6 +176,150 @@ impl StateStore for FileStore {
                 Ok(r) => r.map_err(|e| self.error(e)),
                 Err(join) => Err(self.error(join)),
             }
+        })
+    }
+}
+
+impl FileStore {
+    /// Runs `work` in a write transaction off the async threads. Known users are written
+    /// without an fsync of their own (`durable: false`): the next durable commit (every applied
+    /// list is one) persists them, so a crash loses at most the last few contexts, which the
+    /// bot gives again with its users' next messages.
+    fn users_write<'a, T: Send + 'static>(
+        &'a self,
+        durable: bool,
+        work: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let result = tokio::task::spawn_blocking(move || -> Result<T, redb::Error> {
+                let mut txn = db.begin_write()?;
+                if !durable {
+                    txn.set_durability(Durability::None)
+                        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                }
+                let out = work(&txn)?;
+                txn.commit()?;
+                Ok(out)
+            })
+            .await;
+            match result {
+                Ok(r) => r.map_err(|e| self.error(e)),
+                Err(join) => Err(self.error(join)),
+            }
+        })
+    }
+
+    fn users_read<T>(
+        &self,
+        read: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        self.db
+            .begin_read()
+            .map_err(redb::Error::from)
+            .and_then(|txn| read(&txn))
+            .map_err(|e| self.error(e))
+    }
+}
+
+impl KnownUsers for FileStore {
+    fn remember<'a>(
+        &'a self,
+        ctx: &'a crate::UserContext,
+        generation: Generation,
+    ) -> StoreFuture<'a, bool> {
+        let Some(record) = users::encode(ctx, generation, users::today()) else {
+            return Box::pin(std::future::ready(Ok(false)));
+        };
+        let key = UserKey::of(ctx).to_bytes();
+        self.users_write(false, move |txn| {
+            let mut table = txn.open_table(USERS)?;
+            let old = table.insert(key.as_slice(), record.as_slice())?;
+            Ok(old.is_none())
+        })
+    }
+
+    fn forget(&self, key: UserKey) -> StoreFuture<'_, ()> {
+        self.users_write(false, move |txn| {
+            txn.open_table(USERS)?.remove(key.to_bytes().as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn behind<'a>(
+        &'a self,
+        generation: Generation,
+        cursor: Option<&'a Cursor>,
+        limit: usize,
+    ) -> StoreFuture<'a, Page> {
+        let start = cursor.map(|c| c.0.clone());
+        let page = self.users_read(|txn| {
+            let table = txn.open_table(USERS)?;
+            let rows = match &start {
+                Some(after) => table.range::<&[u8]>((
+                    std::ops::Bound::Excluded(after.as_slice()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => table.range::<&[u8]>(..)?,
+            };
+            let mut page = Vec::new();
+            let mut next = None;
+            for (examined, row) in rows.enumerate() {
+                let (k, v) = row?;
+                let record = v.value();
+                if record.get(users::GENERATION_AT) != Some(&generation.to_le_bytes()[..])
+                    && let Some(user) =
+                        UserKey::from_bytes(k.value()).and_then(|key| users::decode(key, record))
+                {
+                    page.push(user);
+                }
+                if page.len() >= limit || examined + 1 >= limit.saturating_mul(16) {
+                    next = Some(Cursor(k.value().to_vec()));
+                    break;
+                }
+            }
+            Ok((page, next))
+        });
+        Box::pin(std::future::ready(page))
+    }
+
+    fn mark<'a>(&'a self, keys: &'a [UserKey], generation: Generation) -> StoreFuture<'a, ()> {
+        let keys: Vec<[u8; 16]> = keys.iter().map(|k| k.to_bytes()).collect();
+        self.users_write(true, move |txn| {
+            let mut table = txn.open_table(USERS)?;
+            for key in &keys {
+                let record = table.get(key.as_slice())?.map(|v| v.value().to_vec());
+                if let Some(mut record) = record
+                    && record.len() >= users::GENERATION_AT.end
+                {
+                    record[users::GENERATION_AT].copy_from_slice(&generation.to_le_bytes());
+                    table.insert(key.as_slice(), record.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn count(&self) -> StoreFuture<'_, u64> {
+        let count = self.users_read(|txn| Ok(txn.open_table(USERS)?.len()?));
+        Box::pin(std::future::ready(count))
+    }
+
+    fn reconciled(&self) -> StoreFuture<'_, Option<Generation>> {
+        let read = self.users_read(|txn| {
+            Ok(txn
+                .open_table(SETTINGS)?
+                .get(RECONCILED)?
+                .and_then(|v| v.value().parse().ok()))
+        });
+        Box::pin(std::future::ready(read))
+    }
+
+    fn set_reconciled(&self, generation: Generation) -> StoreFuture<'_, ()> {
+        self.users_write(true, move |txn| {
+            txn.open_table(SETTINGS)?
+                .insert(RECONCILED, generation.to_string().as_str())?;
+            Ok(())
         })
     }
 }
@@ -216,12 +371,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let store = FileStore::open(&path).unwrap();
-        super::super::tests::store_contract(&store).await;
+        crate::state::conformance::store_contract(&store).await;
         let before = store.entries().await.unwrap();
         drop(store);
         let reopened = FileStore::open(&path).unwrap();
         assert_eq!(reopened.entries().await.unwrap(), before);
         assert!(reopened.describe().contains("state.redb"));
+    }
+
+    #[tokio::test]
+    async fn file_store_keeps_the_known_users_contract_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let store = FileStore::open(&path).unwrap();
+        crate::state::conformance::known_users_contract(&store).await;
+        drop(store);
+        let reopened = FileStore::open(&path).unwrap();
+        assert_eq!(reopened.count().await.unwrap(), 9);
+        assert_eq!(reopened.reconciled().await.unwrap(), Some(2));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! unconfirmed intent is *uncertain* (the call may or may not have landed), so the next update
 //! sends it again whatever its fingerprint says; a confirmed key is never re-sent.
 
+pub mod conformance;
 mod file;
+mod users;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +16,19 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 pub use self::file::FileStore;
+pub use self::users::{
+    Cursor, Generation, KnownUser, KnownUsers, MAX_RECORD, Page, UserKey, today,
+};
+
+/// A known user's record as stores keep it (for stores outside this module).
+pub fn encode_user(ctx: &crate::UserContext, generation: Generation) -> Option<Vec<u8>> {
+    users::encode(ctx, generation, today())
+}
+
+/// The user behind a record written by [`encode_user`].
+pub fn decode_user(key: UserKey, record: &[u8]) -> Option<KnownUser> {
+    users::decode(key, record)
+}
 use crate::menu::Fingerprint;
 use crate::scope::ListKey;
 
@@ -95,13 +110,18 @@ pub trait StateStore: Send + Sync {
     fn menu_button(&self) -> StoreFuture<'_, Option<String>>;
     /// Records the button: `None` before a call (unknown until confirmed), the value after.
     fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()>;
+    /// The bot's known users, kept beside the applied state, when this store keeps them.
+    fn known_users(&self) -> Option<&dyn KnownUsers> {
+        None
+    }
 }
 
 /// The library default: state for this process's lifetime.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryStore {
     keys: Mutex<HashMap<ListKey, KeyState>>,
     menu_button: Mutex<Option<String>>,
+    users: users::MemoryUsers,
 }
 
 impl MemoryStore {
@@ -171,47 +191,18 @@ impl StateStore for MemoryStore {
         *self.menu_button.lock().unwrap_or_else(|p| p.into_inner()) = button.map(str::to_string);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn known_users(&self) -> Option<&dyn KnownUsers> {
+        Some(&self.users)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::Scope;
-
-    /// The contract every store keeps; run against each implementation.
-    pub async fn store_contract(store: &dyn StateStore) {
-        let key = ListKey::new(Scope::AllPrivateChats, None);
-        let other = ListKey::new(Scope::Default, None);
-        let (a, b) = (Fingerprint(1), Fingerprint(2));
-        assert_eq!(store.load(&key).await.unwrap(), KeyState::default());
-        let t = store.begin(&key, Intent::Set(a)).await.unwrap();
-        let uncertain = store.load(&key).await.unwrap();
-        assert_eq!(uncertain.pending, Some(Intent::Set(a)));
-        assert!(!uncertain.holds(Some(a)), "an unconfirmed key is uncertain");
-        store.confirm(&key, Intent::Set(a), t).await.unwrap();
-        assert!(store.load(&key).await.unwrap().holds(Some(a)));
-        let t = store.begin(&key, Intent::Set(b)).await.unwrap();
-        let state = store.load(&key).await.unwrap();
-        assert_eq!(state.applied, Some(a), "the confirmed version stays known");
-        store.confirm(&key, Intent::Set(b), t).await.unwrap();
-        store.begin(&other, Intent::Set(a)).await.unwrap();
-        let mut entries = store.entries().await.unwrap();
-        entries.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(entries.len(), 2);
-        let t = store.begin(&key, Intent::Delete).await.unwrap();
-        store.confirm(&key, Intent::Delete, t).await.unwrap();
-        assert!(store.load(&key).await.unwrap().holds(None));
-
-        assert_eq!(store.menu_button().await.unwrap(), None);
-        store.record_menu_button(Some("commands")).await.unwrap();
-        assert_eq!(
-            store.menu_button().await.unwrap().as_deref(),
-            Some("commands")
-        );
-    }
 
     #[tokio::test]
     async fn memory_store_keeps_the_contract() {
-        store_contract(&MemoryStore::new()).await;
+        conformance::store_contract(&MemoryStore::new()).await;
     }
 }
