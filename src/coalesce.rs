@@ -26,6 +26,13 @@ pub trait SharedTurns: Send + Sync {
     fn superseded<'a>(&'a self, turn: &'a SharedTurn) -> TurnFuture<'a, bool>;
     /// Gives the key back.
     fn leave(&self, turn: SharedTurn) -> TurnFuture<'_, ()>;
+    /// For background work: the key's turn only if no worker holds or awaits it, without
+    /// announcing an update (so it never supersedes a live one; a live update announced later
+    /// supersedes it). `Err(())`: the key is busy; `Ok(None)`: unreachable, go on alone.
+    fn enter_if_idle<'a>(
+        &'a self,
+        key: &'a ListKey,
+    ) -> TurnFuture<'a, Result<Option<SharedTurn>, ()>>;
 }
 
 /// A worker's hold on a key in [`SharedTurns`].
@@ -78,6 +85,30 @@ impl Coalescer {
             seq,
             guard: Some(guard),
         }
+    }
+
+    /// For background work: the key's turn only if no update of it is running or waiting.
+    pub(crate) fn try_turn(&self, key: &ListKey) -> Option<Turn<'_>> {
+        let mut slots = self.lock();
+        if slots.contains_key(key) {
+            return None;
+        }
+        let slot = Arc::new(Slot::default());
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.latest.store(seq, Ordering::Release);
+        let guard = slot
+            .turn
+            .clone()
+            .try_lock_owned()
+            .expect("a new slot is free");
+        slots.insert(key.clone(), slot.clone());
+        Some(Turn {
+            coalescer: self,
+            key: key.clone(),
+            slot,
+            seq,
+            guard: Some(guard),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ListKey, Arc<Slot>>> {
@@ -137,7 +168,22 @@ mod tests {
         assert!(second);
         assert!(!third.superseded(), "the newest update carries the menu");
         assert_eq!(c.busy_keys(), 1);
+        assert!(
+            c.try_turn(&key).is_none(),
+            "busy: background work steps aside"
+        );
         drop(third);
         assert_eq!(c.busy_keys(), 0);
+        let background = c.try_turn(&key).unwrap();
+        assert!(!background.superseded());
+        let live = c.turn(&key);
+        tokio::pin!(live);
+        assert!(futures_util::poll!(live.as_mut()).is_pending());
+        assert!(
+            background.superseded(),
+            "a live update supersedes background work"
+        );
+        drop(background);
+        assert!(!live.await.superseded());
     }
 }

@@ -299,6 +299,54 @@ impl Engine {
         self.resolution(ctx, result, started)
     }
 
+    /// `resolve_async` for many users: cached answers at once, the rest in one trip off the
+    /// async threads (one `resolve_batch`). Resolutions come back in input order.
+    pub async fn resolve_many(&self, ctxs: &[UserContext]) -> Vec<Resolution> {
+        let started = std::time::Instant::now();
+        let mut answers: Vec<Option<Result<String, ResolveError>>> = ctxs
+            .iter()
+            .map(|ctx| self.cache.as_ref().and_then(|c| c.cached(ctx)).map(Ok))
+            .collect();
+        let missing: Vec<usize> = (0..ctxs.len()).filter(|&i| answers[i].is_none()).collect();
+        if !missing.is_empty() {
+            let asked: Vec<UserContext> = missing.iter().map(|&i| ctxs[i].clone()).collect();
+            let resolver = self.resolver.clone();
+            let resolve = move || {
+                let refs: Vec<&UserContext> = asked.iter().collect();
+                resolver.resolve_batch(&refs)
+            };
+            let results = if self.resolver.may_block() {
+                tokio::task::spawn_blocking(resolve)
+                    .await
+                    .unwrap_or_else(|e| {
+                        let why = ResolveError::Failed(format!("resolver task failed: {e}"));
+                        vec![Err(why); missing.len()]
+                    })
+            } else {
+                resolve()
+            };
+            for (i, result) in missing.into_iter().zip(results) {
+                answers[i] = Some(result);
+            }
+        }
+        // Each resolution is timed at its share of the batch.
+        let share = started.elapsed() / (ctxs.len().max(1) as u32);
+        let each = std::time::Instant::now()
+            .checked_sub(share)
+            .unwrap_or(started);
+        ctxs.iter()
+            .zip(answers)
+            .map(|(ctx, answer)| {
+                let answer = answer.unwrap_or_else(|| {
+                    Err(ResolveError::Failed(
+                        "the resolver gave too few answers".into(),
+                    ))
+                });
+                self.resolution(ctx, answer, each)
+            })
+            .collect()
+    }
+
     fn resolution(
         &self,
         ctx: &UserContext,

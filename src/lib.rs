@@ -10,6 +10,7 @@ pub mod deliver;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod engine;
+pub mod host;
 pub mod limits;
 pub mod manager;
 pub mod menu;
@@ -27,6 +28,7 @@ pub mod sync;
 pub use config::Config;
 pub use deliver::{ApiError, BotApi};
 pub use engine::{Engine, Resolution};
+pub use host::{Host, HostEvent};
 pub use manager::{CommandManager, SetupReport, Status, UserOutcome};
 pub use menu::{BotCommand, Menu};
 pub use resolve::{FlagValue, Resolver, Translator, UserContext};

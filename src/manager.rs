@@ -4,20 +4,22 @@
 //! and reports every outcome; it holds no logic of its own beyond that wiring.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 
 use crate::coalesce::{Coalescer, SharedTurns};
 use crate::config::{Config, MenuButton};
-use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions, DeliveryStats};
+use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions, DeliveryStats, Lane};
 pub use crate::engine::{Engine, EngineBuilder, Resolution};
 use crate::menu::Menu;
 use crate::plan::{Plan, override_key};
 use crate::resolve::UserContext;
 use crate::scope::{ChatRef, ListKey, Scope};
-use crate::state::{KeyState, MemoryStore, StateStore, StoreError};
+use crate::state::{KeyState, KnownUsers, MemoryStore, StateStore, StoreError, UserKey};
 use crate::sync::{Op, diff};
 
 /// What happened to one list.
@@ -135,12 +137,34 @@ pub struct BatchReport {
 
 /// Keeps a bot's command menus right: the configured scopes and each user's own.
 pub struct CommandManager {
-    engine: Arc<Engine>,
+    /// Replaced as a whole when the config changes; an update uses one engine throughout.
+    engine: ArcSwap<Engine>,
     delivery: Arc<Delivery>,
     store: Arc<dyn StateStore>,
     turns: Coalescer,
     /// Turns shared with the bot's other workers, if any.
     shared: Option<Arc<dyn SharedTurns>>,
+    known: KnownUserPolicy,
+    /// Known users in the store, counted from the first remembered one.
+    known_count: AtomicU64,
+    known_counted: AtomicBool,
+}
+
+/// Whether updates remember each user's context (for reconciliation), and how many at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownUserPolicy {
+    pub remember: bool,
+    /// Users beyond this many are updated but not remembered.
+    pub max: u64,
+}
+
+impl Default for KnownUserPolicy {
+    fn default() -> Self {
+        KnownUserPolicy {
+            remember: false,
+            max: 10_000_000,
+        }
+    }
 }
 
 impl CommandManager {
@@ -164,12 +188,28 @@ impl CommandManager {
         store: Arc<dyn StateStore>,
     ) -> CommandManager {
         CommandManager {
-            engine,
+            engine: ArcSwap::new(engine),
             delivery,
             store,
             turns: Coalescer::default(),
             shared: None,
+            known: KnownUserPolicy::default(),
+            known_count: AtomicU64::new(0),
+            known_counted: AtomicBool::new(false),
         }
+    }
+
+    /// Remembers each updated user's context and the generation their menu was brought to, in
+    /// the state store (builder style), so a later change of rules reaches them without a
+    /// message of theirs ([`crate::host::Host`] does this).
+    pub fn with_known_users(mut self, policy: KnownUserPolicy) -> CommandManager {
+        self.known = policy;
+        self
+    }
+
+    /// Updates from now on use `engine` (a new config); updates in flight finish on theirs.
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        self.engine.store(engine);
     }
 
     /// Takes turns on each list with the bot's other workers too (builder style): two workers
@@ -192,17 +232,13 @@ impl CommandManager {
     }
 
     /// Config, menus, plan and resolver: everything that needs no Bot API.
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
-    }
-
-    pub fn config(&self) -> &Config {
-        self.engine.config()
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.load_full()
     }
 
     /// The configured lists, as of the engine's latest menu build.
     pub fn plan(&self) -> Arc<Plan> {
-        self.engine.plan()
+        self.engine.load().plan()
     }
 
     pub fn store(&self) -> &Arc<dyn StateStore> {
@@ -227,11 +263,22 @@ impl CommandManager {
     /// earlier config and this one no longer has are deleted; one failing list does not stop
     /// the rest.
     pub async fn setup_all(&self) -> SetupReport {
-        let plan = self.engine.plan();
+        self.setup_all_in(Lane::Live).await
+    }
+
+    /// `setup_all` in `lane` (the reconciler's runs go in the background lane).
+    pub(crate) async fn setup_all_in(&self, lane: Lane) -> SetupReport {
+        let plan = self.engine.load().plan();
         let mut lists = Vec::with_capacity(plan.lists.len());
         for planned in &plan.lists {
             let status = self
-                .bring(&planned.key, Some(&planned.commands), Force::No)
+                .bring(
+                    &planned.key,
+                    Some(&planned.commands),
+                    Force::No,
+                    lane,
+                    Whose::Nobody,
+                )
                 .await;
             lists.push(ListOutcome {
                 key: planned.key.clone(),
@@ -243,7 +290,7 @@ impl CommandManager {
             Ok(entries) => {
                 for (key, _) in entries {
                     if only_config_sets(&key) && plan.get(&key).is_none() {
-                        let status = self.bring(&key, None, Force::No).await;
+                        let status = self.bring(&key, None, Force::No, lane, Whose::Nobody).await;
                         lists.push(ListOutcome { key, status });
                     }
                 }
@@ -258,15 +305,75 @@ impl CommandManager {
     /// own when their menu differs from the inherited one, none when it does not.
     pub async fn update_user(&self, ctx: &UserContext) -> UserOutcome {
         let span = tracing::debug_span!("update_user", user_id = ctx.user_id, chat_id = ctx.chat());
-        self.update_user_in(ctx).instrument(span).await
+        self.update_in(ctx, Lane::Live).instrument(span).await
     }
 
-    async fn update_user_in(&self, ctx: &UserContext) -> UserOutcome {
+    /// Brings known users to the current rules, in the background lane: one resolution trip
+    /// for all of them, then at most `concurrency` lists at a time. A user with a live update
+    /// running or waiting is left to it (`Superseded`), and a live update arriving meanwhile
+    /// supersedes this one. Outcomes come back in input order; the caller marks generations.
+    pub async fn reconcile_users(
+        &self,
+        users: &[UserContext],
+        concurrency: usize,
+    ) -> Vec<UserOutcome> {
+        let engine = self.engine.load_full();
+        let resolutions = engine.resolve_many(users).await;
+        // A window of at most `concurrency` updates, in order. A plain loop rather than stream
+        // adapters over closures, whose lifetimes rustc cannot prove `Send` here.
+        let mut window = futures_util::stream::FuturesOrdered::new();
+        let mut next = users.iter().zip(resolutions);
+        let mut outcomes = Vec::with_capacity(users.len());
+        loop {
+            while window.len() < concurrency.max(1) {
+                let Some((ctx, resolution)) = next.next() else {
+                    break;
+                };
+                let started = std::time::Instant::now();
+                window.push_back(self.apply(
+                    ctx,
+                    resolution,
+                    &engine,
+                    Lane::Background,
+                    Whose::Known(ctx),
+                    started,
+                ));
+            }
+            match window.next().await {
+                Some(outcome) => outcomes.push(outcome),
+                None => return outcomes,
+            }
+        }
+    }
+
+    async fn update_in(&self, ctx: &UserContext, lane: Lane) -> UserOutcome {
         let started = std::time::Instant::now();
-        let resolution = self.engine.resolve_async(ctx).await;
+        let engine = self.engine.load_full();
+        // Read before resolving: if the rules change during this update, the user is recorded
+        // behind the new generation and looked at again.
+        let generation = engine.generation();
+        let resolution = engine.resolve_async(ctx).await;
+        let whose = match lane {
+            Lane::Live => Whose::Live(ctx, generation),
+            Lane::Background => Whose::Known(ctx),
+        };
+        self.apply(ctx, resolution, &engine, lane, whose, started)
+            .await
+    }
+
+    /// Brings the user's own key to the menu of `resolution`.
+    async fn apply(
+        &self,
+        ctx: &UserContext,
+        resolution: Resolution,
+        engine: &Engine,
+        lane: Lane,
+        whose: Whose<'_>,
+        started: std::time::Instant,
+    ) -> UserOutcome {
         // Menu and plan from one build, even if a translator swap rebuilds them meanwhile.
-        let built = self.engine.built();
-        let menu = built.menu_of(self.config(), &resolution.profile, ctx);
+        let built = engine.built();
+        let menu = built.menu_of(engine.config(), &resolution.profile, ctx);
         let plan = &built.plan;
         let target = plan.user_target(&ctx.viewer(), &menu);
         // An override is the user's own list, not a configured list at the same key.
@@ -275,7 +382,7 @@ impl CommandManager {
             .as_ref()
             .is_some_and(|d| plan.get(&target.key).is_none_or(|c| c.commands != *d));
         let status = self
-            .bring(&target.key, target.desired.as_ref(), Force::No)
+            .bring(&target.key, target.desired.as_ref(), Force::No, lane, whose)
             .await;
         crate::metrics::user_update(status.label(), started.elapsed());
         UserOutcome {
@@ -332,31 +439,107 @@ impl CommandManager {
     /// itself sets at that key is restored instead.
     pub async fn clear_user(&self, ctx: &UserContext) -> Vec<ListOutcome> {
         let base = override_key(&ctx.viewer());
+        let engine = self.engine.load_full();
         let keys = std::iter::once(None)
-            .chain(self.config().languages.iter().copied().map(Some))
+            .chain(engine.config().languages.iter().copied().map(Some))
             .map(|lang| ListKey::new(base.scope.clone(), lang));
-        let plan = self.engine.plan();
+        let plan = engine.plan();
         let mut out = Vec::new();
         for key in keys {
             let configured = plan.get(&key).map(|c| &c.commands);
-            let status = self.bring(&key, configured, Force::DeleteUnknown).await;
+            let status = self
+                .bring(
+                    &key,
+                    configured,
+                    Force::DeleteUnknown,
+                    Lane::Live,
+                    Whose::Nobody,
+                )
+                .await;
             out.push(ListOutcome { key, status });
         }
+        // A cleared user is no longer reconciled.
+        if let Some(known) = self.known_users()
+            && let Err(e) = known.forget(UserKey::of(ctx)).await
+        {
+            tracing::warn!(user_id = ctx.user_id, "cannot forget the user: {e}");
+        }
         out
+    }
+
+    /// The store's known users, when this manager remembers them.
+    pub fn known_users(&self) -> Option<&dyn KnownUsers> {
+        if self.known.remember {
+            self.store.known_users()
+        } else {
+            None
+        }
+    }
+
+    /// Records the context a live update used: at `generation` when Telegram holds its menu,
+    /// at 0 (behind every generation, so the reconciler retries it) when the update failed.
+    async fn remember(&self, ctx: &UserContext, generation: u64, status: &Status) {
+        let Some(known) = self.known_users() else {
+            return;
+        };
+        let generation = match status {
+            Status::Unchanged | Status::Set | Status::Deleted => generation,
+            Status::Failed(_) => 0,
+            // A newer update remembers; the store cannot be written anyway.
+            Status::Superseded | Status::StoreFailed(_) => return,
+        };
+        if !self.known_counted.swap(true, Ordering::Relaxed) {
+            let count = known.count().await.unwrap_or(0);
+            self.known_count.fetch_add(count, Ordering::Relaxed);
+        }
+        match known.remember(ctx, generation).await {
+            Ok(true) => {
+                let count = self.known_count.fetch_add(1, Ordering::Relaxed) + 1;
+                if count > self.known.max {
+                    self.known_count.fetch_sub(1, Ordering::Relaxed);
+                    let _ = known.forget(UserKey::of(ctx)).await;
+                    tracing::warn!(
+                        max = self.known.max,
+                        "known users at their maximum: user {} is updated but not remembered",
+                        ctx.user_id
+                    );
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(user_id = ctx.user_id, "cannot remember the user: {e}"),
+        }
     }
 
     /// Brings one key to its desired content: nothing when the store knows Telegram has it;
     /// else, in the key's turn (this process's, then the workers' shared one), the intent is
     /// recorded, the call made and the result recorded.
-    async fn bring(&self, key: &ListKey, desired: Option<&Menu>, force: Force) -> Status {
-        let turn = self.turns.turn(key).await;
+    async fn bring(
+        &self,
+        key: &ListKey,
+        desired: Option<&Menu>,
+        force: Force,
+        lane: Lane,
+        whose: Whose<'_>,
+    ) -> Status {
+        // Background work never waits behind, or supersedes, a live update of the same key.
+        let turn = match lane {
+            Lane::Live => self.turns.turn(key).await,
+            Lane::Background => match self.turns.try_turn(key) {
+                Some(turn) => turn,
+                None => return Status::Superseded,
+            },
+        };
         crate::metrics::queue_depth(self.turns.busy_keys());
         if turn.superseded() {
             return Status::Superseded;
         }
-        let shared = match &self.shared {
-            Some(s) => s.enter(key).await.map(|t| (s, t)),
-            None => None,
+        let shared = match (&self.shared, lane) {
+            (Some(s), Lane::Live) => s.enter(key).await.map(|t| (s, t)),
+            (Some(s), Lane::Background) => match s.enter_if_idle(key).await {
+                Ok(t) => t.map(|t| (s, t)),
+                Err(()) => return Status::Superseded,
+            },
+            (None, _) => None,
         };
         let superseded = || async {
             if turn.superseded() {
@@ -367,11 +550,36 @@ impl CommandManager {
                 None => false,
             }
         };
-        let status = self.bring_in_turn(key, desired, force, superseded).await;
+        let status = self
+            .bring_in_turn(key, desired, force, lane, whose, superseded)
+            .await;
+        // Still in the key's turn: a reconciler taking the turn next reads this context.
+        if let Whose::Live(ctx, generation) = whose {
+            self.remember(ctx, generation, &status).await;
+        }
         if let Some((s, t)) = shared {
             s.leave(t).await;
         }
         status
+    }
+
+    /// Whether the context a reconciliation resolved from is no longer the user's last: a
+    /// live update remembered a newer one (or the user was forgotten) since its page was read.
+    async fn stale(&self, ctx: &UserContext) -> bool {
+        let Some(known) = self.known_users() else {
+            return false;
+        };
+        match known.get(UserKey::of(ctx)).await {
+            Ok(Some(user)) => user.context != *ctx,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(
+                    user_id = ctx.user_id,
+                    "cannot read the known user, leaving it for later: {e}"
+                );
+                true
+            }
+        }
     }
 
     async fn bring_in_turn<F, Fut>(
@@ -379,6 +587,8 @@ impl CommandManager {
         key: &ListKey,
         desired: Option<&Menu>,
         force: Force,
+        lane: Lane,
+        whose: Whose<'_>,
         superseded: F,
     ) -> Status
     where
@@ -403,8 +613,14 @@ impl CommandManager {
             }
             Err(e) => return Status::StoreFailed(e),
         };
+        // A call is due. From a page read earlier, it stands down if the user wrote meanwhile.
+        if let Whose::Known(ctx) = whose
+            && self.stale(ctx).await
+        {
+            return Status::Superseded;
+        }
         // Wait for the pace before committing to this menu: a newer one may arrive meanwhile.
-        let permit = self.delivery.ready().await;
+        let permit = self.delivery.ready_in(lane).await;
         if superseded().await {
             return Status::Superseded;
         }
@@ -456,6 +672,18 @@ fn only_config_sets(key: &ListKey) -> bool {
         Scope::ChatMember { .. } => false,
         _ => true,
     }
+}
+
+/// Whose update a `bring` is, for the known users.
+#[derive(Clone, Copy)]
+enum Whose<'a> {
+    /// The configured lists, or a clear.
+    Nobody,
+    /// A live update: its context is remembered, inside the key's turn, at the generation
+    /// it used.
+    Live(&'a UserContext, u64),
+    /// A reconciliation from a page of known users read earlier.
+    Known(&'a UserContext),
 }
 
 /// Whether `bring` sends what the store says Telegram already has.

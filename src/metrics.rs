@@ -78,12 +78,42 @@ pub(crate) fn menu_build(took: Duration) {
     histogram!("cmdscope_menu_build_seconds").record(took.as_secs_f64());
 }
 
-/// Serves every series at `http://addr/metrics` in Prometheus' text format, from a
-/// background thread, for the rest of the process.
+/// Installs cmdscope's Prometheus recorder (once per process) and returns its handle, whose
+/// `render()` is the text a `/metrics` endpoint serves. Fails when another recorder was
+/// installed first.
 #[cfg(feature = "prometheus")]
-pub fn serve_prometheus(addr: std::net::SocketAddr) -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+pub fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    static HANDLE: std::sync::OnceLock<
+        Result<metrics_exporter_prometheus::PrometheusHandle, String>,
+    > = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder)
+                .map(|()| handle)
+                .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+        })
+        .clone()
+}
+
+/// Serves every series at `http://addr/metrics` in Prometheus' text format, on the running
+/// tokio runtime, for the rest of the process.
+#[cfg(all(feature = "prometheus", feature = "http"))]
+pub async fn serve_prometheus(addr: std::net::SocketAddr) -> Result<std::net::SocketAddr, String> {
+    let handle = prometheus()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("the metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(bound)
 }

@@ -78,6 +78,30 @@ fn private() -> ChatType {
 }
 
 impl UserContext {
+    /// A context from its JSON shape (a `sync-users` line, an API request), checked: a bad
+    /// field is named by its path (`flags.level: invalid type ...`), and a group context must
+    /// name its chat.
+    pub fn from_json(value: serde_json::Value) -> Result<UserContext, String> {
+        let ctx: UserContext = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            }
+        })?;
+        if ctx.chat_type != ChatType::Private && ctx.chat_id.is_none() {
+            return Err(format!(
+                "chat_id: a `{}` context needs the group's `chat_id`",
+                serde_json::to_value(ctx.chat_type)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("?")
+            ));
+        }
+        Ok(ctx)
+    }
+
     /// A user in their private chat with the bot.
     pub fn private(user_id: i64) -> Self {
         UserContext {
@@ -186,6 +210,13 @@ pub trait Resolver: Send + Sync {
         ctx: &UserContext,
     ) -> (Option<Arc<str>>, Result<String, ResolveError>) {
         (self.identity(), self.resolve(ctx))
+    }
+
+    /// Many users at once, answers in the same order. Bulk paths (reconciliation, batches)
+    /// call this once per page; a plugin resolver crosses into the sandbox as few times as
+    /// its interface allows.
+    fn resolve_batch(&self, ctxs: &[&UserContext]) -> Vec<Result<String, ResolveError>> {
+        ctxs.iter().map(|ctx| self.resolve(ctx)).collect()
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::catalog::{FileCatalog, TranslatorSource};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::output_cache::CachedTranslator;
 use crate::plugin::{LivePlugins, PluginSet};
 use crate::resolve::{Resolver, Translator, TranslatorChain};
@@ -127,4 +128,22 @@ pub fn assemble(config: &Config, plugins: Option<&dyn PluginLookup>) -> Result<S
         translation_caches,
         skipped,
     })
+}
+
+/// An engine for `config` with everything it names ([`assemble`]); `resolver` stands in when
+/// the config names no resolver (a bot's native rules). Also returns the plugins skipped for
+/// want of a plugin folder.
+pub fn engine(
+    config: Config,
+    plugins: Option<&dyn PluginLookup>,
+    resolver: Option<Arc<dyn Resolver>>,
+) -> Result<(Engine, Vec<String>), String> {
+    let sources = assemble(&config, plugins)?;
+    let mut builder = Engine::builder(config)
+        .translator(Arc::new(sources.translator))
+        .translation_caches(sources.translation_caches);
+    if let Some(r) = sources.resolver.or(resolver) {
+        builder = builder.resolver(r);
+    }
+    Ok((builder.engine(), sources.skipped))
 }

@@ -200,7 +200,7 @@ async fn sync_users_sends_what_is_needed_once_and_nothing_on_a_second_run() {
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(stderr.contains("users.jsonl:301: skipped"), "{stderr}");
     assert!(
-        stderr.contains("users.jsonl:302: skipped: unknown variant `channel`"),
+        stderr.contains("users.jsonl:302: skipped: chat_type: unknown variant `channel`"),
         "{stderr}"
     );
     assert_all_correct(&running, &engine, &all);

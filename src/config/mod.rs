@@ -52,6 +52,28 @@ pub struct Config {
     pub cache: crate::output_cache::CacheSettings,
     /// Where the applied state lives (`[state]`).
     pub state: StateBackend,
+    /// How many users the host remembers for reconciliation, and for how long (`[known_users]`).
+    pub known_users: KnownUsersSettings,
+}
+
+/// `[known_users]`: the users a running host remembers (their last context), so that a new
+/// plugin version or config reaches them without a message of theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownUsersSettings {
+    /// Users beyond this many are still updated, but not remembered. 0: remember none.
+    pub max: u64,
+    /// A user not seen for this many days is forgotten when a reconciliation meets them.
+    /// 0: never.
+    pub forget_after_days: u32,
+}
+
+impl Default for KnownUsersSettings {
+    fn default() -> Self {
+        KnownUsersSettings {
+            max: 10_000_000,
+            forget_after_days: 365,
+        }
+    }
 }
 
 /// Bounds every plugin call runs within (`[sandbox]`).

@@ -28,6 +28,14 @@ pub(super) struct RawConfig {
     pub sandbox: RawSandbox,
     pub cache: RawCache,
     pub state: RawState,
+    pub known_users: RawKnownUsers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawKnownUsers {
+    pub max: Option<u64>,
+    pub forget_after_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +112,9 @@ const TOP_KEYS: &[&str] = &[
     "sandbox",
     "cache",
     "state",
+    "known_users",
 ];
+const KNOWN_USERS_KEYS: &[&str] = &["max", "forget_after_days"];
 const STATE_KEYS: &[&str] = &["backend", "path", "url", "key_prefix"];
 const CACHE_KEYS: &[&str] = &["capacity", "ttl_s"];
 const SANDBOX_KEYS: &[&str] = &[
@@ -188,6 +198,7 @@ fn unknown_key(file: &str, segments: &[Segment]) -> Diagnostic {
         [Segment::Key(t), _] if t == "sandbox" => SANDBOX_KEYS,
         [Segment::Key(t), _] if t == "cache" => CACHE_KEYS,
         [Segment::Key(t), _] if t == "state" => STATE_KEYS,
+        [Segment::Key(t), _] if t == "known_users" => KNOWN_USERS_KEYS,
         _ => &[],
     };
     let fix = match suggest(key, known.iter().copied()) {

@@ -73,6 +73,16 @@ pub(super) fn validate(
     let sandbox = sandbox(&raw.sandbox, &mut r);
     let cache = cache(&raw, &mut r);
     let state = state(&raw, &mut r);
+    let known_users = super::KnownUsersSettings {
+        max: raw
+            .known_users
+            .max
+            .unwrap_or(super::KnownUsersSettings::default().max),
+        forget_after_days: raw
+            .known_users
+            .forget_after_days
+            .unwrap_or(super::KnownUsersSettings::default().forget_after_days),
+    };
     let plugin_settings = plugin_settings(&raw, &mut r);
     for (i, entry) in raw.translators.iter().enumerate() {
         if let Err(e) = crate::catalog::TranslatorSource::parse(entry, std::path::Path::new(".")) {
@@ -124,6 +134,7 @@ pub(super) fn validate(
             sandbox,
             cache,
             state,
+            known_users,
         },
         warnings: r.warnings,
     })

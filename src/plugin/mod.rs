@@ -707,7 +707,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// to thousands of frames.
 pub(crate) fn root_cause(e: &wasmtime::Error) -> String {
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    clip(&chain.join(": "), MAX_REASON)
+    // Some causes print `Debug` over several lines: one line reads better in a log or event.
+    let one_line = chain
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    clip(&one_line, MAX_REASON)
 }
 
 /// Longest reason kept from a plugin's failure.

@@ -322,6 +322,25 @@ impl KnownUsers for RedisStore {
         })
     }
 
+    fn get(&self, key: UserKey) -> StoreFuture<'_, Option<crate::state::KnownUser>> {
+        Box::pin(async move {
+            let field = key.to_bytes();
+            let mut conn = self.shared.conn.clone();
+            let (record, generation): (Option<Vec<u8>>, Option<u64>) = redis::pipe()
+                .hget(self.shared.key(&["users"]), field.as_slice())
+                .hget(self.shared.key(&["users", "gen"]), field.as_slice())
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(record
+                .and_then(|r| crate::state::decode_user(key, &r))
+                .map(|mut user| {
+                    user.generation = generation.unwrap_or(0);
+                    user
+                }))
+        })
+    }
+
     fn forget(&self, key: UserKey) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let key = key.to_bytes();

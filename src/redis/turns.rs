@@ -99,6 +99,39 @@ impl SharedTurns for RedisTurns {
         })
     }
 
+    fn enter_if_idle<'a>(
+        &'a self,
+        key: &'a ListKey,
+    ) -> TurnFuture<'a, Result<Option<SharedTurn>, ()>> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            let (seq_key, lease_key) = self.keys(key);
+            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let taken: Result<(Option<String>, Option<u64>), _> = redis::pipe()
+                .cmd("SET")
+                .arg(&lease_key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(LEASE.as_millis() as u64)
+                .get(&seq_key)
+                .query_async(&mut conn)
+                .await;
+            match taken {
+                Ok((Some(_), seq)) => Ok(Some(SharedTurn {
+                    key: key.clone(),
+                    seq: seq.unwrap_or(0),
+                    token,
+                })),
+                Ok((None, _)) => Err(()),
+                Err(e) => {
+                    tracing::warn!(list = %key, "redis unavailable, taking turns in this worker only: {e}");
+                    Ok(None)
+                }
+            }
+        })
+    }
+
     fn leave(&self, turn: SharedTurn) -> TurnFuture<'_, ()> {
         Box::pin(async move {
             let mut conn = self.shared.conn.clone();

@@ -82,7 +82,10 @@ pub async fn known_users_contract(store: &dyn KnownUsers) {
         page.iter()
             .all(|u| u.context.user_id >= 4 && u.generation == 1)
     );
+    let got = store.get(UserKey::of(&sample(5))).await.unwrap().unwrap();
+    assert_eq!((got.context, got.generation), (sample(5), 1));
     store.forget(UserKey::of(&sample(9))).await.unwrap();
+    assert!(store.get(UserKey::of(&sample(9))).await.unwrap().is_none());
     assert_eq!(store.count().await.unwrap(), 9);
     assert_eq!(store.reconciled().await.unwrap(), None);
     store.set_reconciled(2).await.unwrap();

@@ -239,6 +239,16 @@ impl KnownUsers for FileStore {
         })
     }
 
+    fn get(&self, key: UserKey) -> StoreFuture<'_, Option<users::KnownUser>> {
+        let user = self.users_read(|txn| {
+            Ok(txn
+                .open_table(USERS)?
+                .get(key.to_bytes().as_slice())?
+                .and_then(|v| users::decode(key, v.value())))
+        });
+        Box::pin(std::future::ready(user))
+    }
+
     fn forget(&self, key: UserKey) -> StoreFuture<'_, ()> {
         self.users_write(false, move |txn| {
             txn.open_table(USERS)?.remove(key.to_bytes().as_slice())?;
@@ -313,6 +323,11 @@ impl KnownUsers for FileStore {
                 .and_then(|v| v.value().parse().ok()))
         });
         Box::pin(std::future::ready(read))
+    }
+
+    /// A durable commit persists every non-durable one before it.
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.users_write(true, |_| Ok(()))
     }
 
     fn set_reconciled(&self, generation: Generation) -> StoreFuture<'_, ()> {

@@ -91,6 +91,8 @@ pub trait KnownUsers: Send + Sync {
         ctx: &'a UserContext,
         generation: Generation,
     ) -> StoreFuture<'a, bool>;
+    /// The user's record, if known.
+    fn get(&self, key: UserKey) -> StoreFuture<'_, Option<KnownUser>>;
     /// Forgets a user (their menu was cleared, or they were not seen for too long).
     fn forget(&self, key: UserKey) -> StoreFuture<'_, ()>;
     /// Known users from `cursor` on (`None`: from the start) not at `generation`: at most
@@ -114,6 +116,10 @@ pub trait KnownUsers: Send + Sync {
         Box::pin(std::future::ready(Ok(true)))
     }
     fn release_lease<'a>(&'a self, _holder: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// Makes what `remember` wrote durable (a store that writes remembered users lazily).
+    fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -271,6 +277,10 @@ impl KnownUsers for MemoryUsers {
             .insert(UserKey::of(ctx), record.into_boxed_slice())
             .is_none();
         ready(new)
+    }
+
+    fn get(&self, key: UserKey) -> StoreFuture<'_, Option<KnownUser>> {
+        ready(self.lock().get(&key).and_then(|r| decode(key, r)))
     }
 
     fn forget(&self, key: UserKey) -> StoreFuture<'_, ()> {

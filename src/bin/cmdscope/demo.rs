@@ -11,7 +11,7 @@ use cmdscope::manager::{Status, UserOutcome};
 use cmdscope::resolve::UserContext;
 use cmdscope::{ChatType, CommandManager};
 
-use super::{print_commands, with_plugins};
+use super::{engine_for, print_commands};
 
 /// The example, embedded so the demo needs no files: config and the two example plugins
 /// (built from `plugins/` by the build script).
@@ -118,7 +118,7 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
         config.commands.len(),
         config.profiles.len()
     );
-    let engine = with_plugins(config, Some(plugin_dir.path()))?.engine();
+    let engine = engine_for(config, Some(plugin_dir.path()))?;
     println!("plugins: tiered-resolver and shop-translator, sandboxed WebAssembly components\n");
 
     let api = TeloxideApi::with_api_url(DEMO_TOKEN, &running.url())?;

@@ -8,17 +8,17 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use cmdscope::BotCommand;
 use cmdscope::config::{Config, Loaded};
 use cmdscope::emulator::Emulator;
-use cmdscope::engine::EngineBuilder;
+use cmdscope::engine::Engine;
 use cmdscope::manager::{ListOutcome, SetupReport, Status};
 use cmdscope::plan::Plan;
-use cmdscope::plugin::{CompiledCache, PluginHost, PluginSet};
-use cmdscope::{BotCommand, CommandManager};
+use cmdscope::plugin::{PluginHost, PluginSet};
 
 mod demo;
 mod plugins;
-mod status;
+mod run;
 mod sync;
 
 #[derive(Parser)]
@@ -64,26 +64,13 @@ enum Command {
     /// Bring many users' menus up to date from a JSON-lines file, sending only what Telegram
     /// lacks; prints a JSON summary line.
     SyncUsers(sync::SyncUsersArgs),
-    /// Run the plugin host on a folder, hot-reloading plugins as files change, and print one JSON
-    /// object per line for each reload event (initial loads included) until Ctrl-C / SIGTERM.
-    Watch {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        plugins: PathBuf,
-        /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/cmdscope/compiled).
-        #[arg(long)]
-        compiled_cache: Option<PathBuf>,
-        /// Compile every plugin at start, without the cache.
-        #[arg(long, conflicts_with = "compiled_cache")]
-        no_compiled_cache: bool,
-        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9000).
-        #[arg(long)]
-        metrics: Option<SocketAddr>,
-        /// Serve a status page at http://ADDR/ (plugins, reloads, caches, a menu preview).
-        #[arg(long)]
-        http: Option<SocketAddr>,
-    },
+    /// Run the host without a Bot API: hot-reload the plugins and the config, printing one JSON
+    /// object per line for each event (initial loads included), until Ctrl-C / SIGTERM.
+    Watch(run::WatchArgs),
+    /// Run the host: apply the config, keep every known user's menu right through plugin and
+    /// config changes, and serve the JSON API, events, status page and /metrics, until Ctrl-C /
+    /// SIGTERM (graceful); SIGHUP reloads the config.
+    Serve(run::ServeArgs),
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
     /// Inspect plugin files.
@@ -144,7 +131,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Some(loaded) = load_or_print(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
-            let engine = with_plugins(loaded.config, plugins.as_deref())?.engine();
+            let engine = engine_for(loaded.config, plugins.as_deref())?;
             print_plan(&engine.plan(), format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -157,7 +144,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Some(loaded) = load_or_print(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
-            let engine = Arc::new(with_plugins(loaded.config, plugins.as_deref())?.engine());
+            let engine = Arc::new(engine_for(loaded.config, plugins.as_deref())?);
             if dry_run {
                 print_plan(&engine.plan(), OutputFormat::Table)?;
                 println!("dry run: no Bot API call made");
@@ -172,27 +159,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Watch {
-            config,
-            plugins,
-            compiled_cache,
-            no_compiled_cache,
-            metrics,
-            http,
-        } => {
-            if let Some(addr) = metrics {
-                cmdscope::metrics::serve_prometheus(addr).map_err(anyhow::Error::msg)?;
-            }
-            let Some(loaded) = load_or_print(&config) else {
-                return Ok(ExitCode::FAILURE);
-            };
-            let cache = if no_compiled_cache {
-                None
-            } else {
-                compiled_cache.or_else(CompiledCache::default_dir)
-            };
-            plugins::watch(loaded.config, &plugins, cache.as_deref(), http).await
-        }
+        Command::Watch(args) => run::watch(args).await,
+        Command::Serve(args) => run::serve(args).await,
         Command::SyncUsers(args) => sync::sync_users(args).await,
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Plugins { command } => plugins::run(command),
@@ -217,12 +185,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// An engine builder for `config`, with the resolver and translators it names: plugins from
-/// `plugins`, catalogs from files. Without a plugin folder, named plugins are skipped (said once).
-pub(crate) fn with_plugins(
-    config: Config,
-    plugins: Option<&Path>,
-) -> anyhow::Result<EngineBuilder> {
+/// An engine for `config`, with the resolver and translators it names: plugins from `plugins`
+/// (loaded once), catalogs from files. Without a plugin folder, named plugins are skipped
+/// (said once).
+pub(crate) fn engine_for(config: Config, plugins: Option<&Path>) -> anyhow::Result<Engine> {
     let set = match plugins {
         None => None,
         Some(dir) => {
@@ -236,21 +202,16 @@ pub(crate) fn with_plugins(
     let lookup = set
         .as_ref()
         .map(|s| s as &dyn cmdscope::sources::PluginLookup);
-    let sources = cmdscope::sources::assemble(&config, lookup).map_err(anyhow::Error::msg)?;
-    if !sources.skipped.is_empty() {
+    let source = config.source.clone();
+    let (engine, skipped) =
+        cmdscope::sources::engine(config, lookup, None).map_err(anyhow::Error::msg)?;
+    if !skipped.is_empty() {
         eprintln!(
-            "warning: {} names {} but no --plugins folder was given: using default_profile and the other translators",
-            config.source,
-            sources.skipped.join(", ")
+            "warning: {source} names {} but no --plugins folder was given: using default_profile and the other translators",
+            skipped.join(", ")
         );
     }
-    let mut builder = CommandManager::builder(config)
-        .translator(Arc::new(sources.translator))
-        .translation_caches(sources.translation_caches);
-    if let Some(resolver) = sources.resolver {
-        builder = builder.resolver(resolver);
-    }
-    Ok(builder)
+    Ok(engine)
 }
 
 /// The plugin host the CLI uses: compiles run in a child process (this binary as a compile

@@ -1,19 +1,17 @@
 //! `cmdscope plugins check` and `cmdscope resolve`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use cmdscope::ChatType;
 use cmdscope::config::SandboxLimits;
-use cmdscope::plugin::{CompiledCache, LivePlugins, PluginInfo, PluginSet, Rejected, WatchOptions};
+use cmdscope::plugin::{PluginInfo, PluginSet, Rejected};
 use cmdscope::resolve::{FlagValue, UserContext};
 
-use super::{OutputFormat, load_or_print, plugin_host, print_commands, with_plugins};
+use super::{OutputFormat, engine_for, load_or_print, plugin_host, print_commands};
 
 #[derive(Subcommand)]
 pub(crate) enum PluginsCommand {
@@ -185,7 +183,7 @@ pub(crate) async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
             loaded.config.source
         );
     }
-    let engine = with_plugins(loaded.config, Some(&args.plugins))?.engine();
+    let engine = engine_for(loaded.config, Some(&args.plugins))?;
     let ctx = UserContext {
         user_id: args.user_id,
         chat_id: args.chat_id,
@@ -213,65 +211,6 @@ pub(crate) async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
                 println!("resolver failed, default profile used: {e}");
             }
             print_commands(&menu, "  ");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cmdscope watch`: JSON lines of reload events, flushed one by one, until Ctrl-C or SIGTERM.
-pub(crate) async fn watch(
-    config: cmdscope::Config,
-    dir: &Path,
-    cache: Option<&Path>,
-    http: Option<std::net::SocketAddr>,
-) -> anyhow::Result<ExitCode> {
-    let mut host = plugin_host(&config.sandbox)?;
-    if let Some(cache_dir) = cache {
-        match CompiledCache::open(cache_dir) {
-            Ok(c) => host = host.with_compiled_cache(c),
-            Err(e) => eprintln!(
-                "warning: compiled cache {} unusable ({e}); compiling every plugin",
-                cache_dir.display()
-            ),
-        }
-    }
-    let live = LivePlugins::new(host, dir, Arc::new(config.clone()))
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
-    let mut events = live.subscribe();
-    let loader = live.clone();
-    tokio::task::spawn_blocking(move || loader.rescan()).await?;
-    let seen = Arc::new(std::sync::Mutex::new(super::status::Seen::default()));
-    if let Some(addr) = http {
-        // The engine the preview uses, following every swap of the folder's plugins.
-        let sources = cmdscope::sources::assemble(&config, Some(live.as_ref()))
-            .map_err(anyhow::Error::msg)?;
-        let mut builder = cmdscope::CommandManager::builder(config)
-            .translator(Arc::new(sources.translator))
-            .translation_caches(sources.translation_caches);
-        if let Some(resolver) = sources.resolver {
-            builder = builder.resolver(resolver);
-        }
-        let engine = Arc::new(builder.engine());
-        engine.follow_reloads(&live);
-        let bound = super::status::serve(addr, live.clone(), engine, seen.clone()).await?;
-        eprintln!("status page on http://{bound}/");
-    }
-    let _watch = live.watch(WatchOptions::default())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut out = std::io::stdout().lock();
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(event) => {
-                    seen.lock().unwrap_or_else(|e| e.into_inner()).record(&event);
-                    writeln!(out, "{}", serde_json::to_string(&event)?)?;
-                    out.flush()?;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("warning: {n} events dropped (output too slow)"),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -16,7 +16,7 @@ use cmdscope::engine::Engine;
 use cmdscope::manager::BatchSummary;
 use cmdscope::redis;
 use cmdscope::state::{FileStore, MemoryStore, StateStore};
-use cmdscope::{ChatType, CommandManager, UserContext};
+use cmdscope::{CommandManager, UserContext};
 
 /// How to reach the Bot API and where to remember what it holds.
 #[derive(Args)]
@@ -46,22 +46,31 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// A manager for `engine` over our HTTP client and the chosen store.
-    pub(crate) fn manager(&self, engine: Arc<Engine>) -> anyhow::Result<CommandManager> {
-        let token = self
-            .token
+    pub(crate) fn token(&self) -> anyhow::Result<&str> {
+        self.token
             .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--token (or CMDSCOPE_BOT_TOKEN) is required"))?;
+            .ok_or_else(|| anyhow::anyhow!("--token (or CMDSCOPE_BOT_TOKEN) is required"))
+    }
+
+    pub(crate) fn delivery_options(&self) -> anyhow::Result<DeliveryOptions> {
         if self.pace.is_nan() || self.pace <= 0.0 {
             anyhow::bail!("--pace must be above 0 (requests per second)");
         }
-        let api = Arc::new(HttpBotApi::new(token, &self.api_url)?);
-        let options = DeliveryOptions {
+        Ok(DeliveryOptions {
             pace: self.pace,
             burst: self.burst,
             ..DeliveryOptions::default()
-        };
-        // --state wins over the config's [state].
+        })
+    }
+
+    /// Our HTTP client for the Bot API.
+    pub(crate) fn api(&self) -> anyhow::Result<Arc<HttpBotApi>> {
+        Ok(Arc::new(HttpBotApi::new(self.token()?, &self.api_url)?))
+    }
+
+    /// Where the state lives: `--state` (a Redis URL or a file, relative to the working
+    /// directory), else the config's `[state]`, with the Redis prefix filled in.
+    pub(crate) fn backend(&self, config: &cmdscope::Config) -> anyhow::Result<StateBackend> {
         let backend = match self.state.as_deref() {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 StateBackend::Redis {
@@ -70,15 +79,28 @@ impl Connection {
                 }
             }
             Some(path) => StateBackend::File(std::path::absolute(Path::new(path))?),
-            None => engine.config().state.clone(),
+            None => config.state.clone(),
         };
-        let store: Arc<dyn StateStore> = match backend {
+        Ok(match backend {
             StateBackend::Redis { url, key_prefix } => {
-                let prefix = self
-                    .redis_prefix
-                    .clone()
-                    .or(key_prefix)
-                    .unwrap_or_else(|| redis::default_prefix(token));
+                StateBackend::Redis {
+                    url,
+                    key_prefix: Some(self.redis_prefix.clone().or(key_prefix).unwrap_or_else(
+                        || redis::default_prefix(self.token.as_deref().unwrap_or("")),
+                    )),
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// A manager for `engine` over our HTTP client and the chosen store.
+    pub(crate) fn manager(&self, engine: Arc<Engine>) -> anyhow::Result<CommandManager> {
+        let api = self.api()?;
+        let options = self.delivery_options()?;
+        let store: Arc<dyn StateStore> = match self.backend(engine.config())? {
+            StateBackend::Redis { url, key_prefix } => {
+                let prefix = key_prefix.expect("filled in by backend()");
                 let shared = redis::RedisShared::connect(&url, &prefix)?;
                 let gate = Arc::new(redis::RedisGate::new(shared.clone(), self.pace, self.burst));
                 let delivery = Delivery::with_gate(api, gate, options);
@@ -123,7 +145,9 @@ pub(crate) struct SyncUsersArgs {
 
 pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.metrics {
-        cmdscope::metrics::serve_prometheus(addr).map_err(anyhow::Error::msg)?;
+        cmdscope::metrics::serve_prometheus(addr)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     let Some(loaded) = crate::load_or_print(&args.config) else {
         return Ok(ExitCode::FAILURE);
@@ -131,7 +155,7 @@ pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> 
     let text = std::fs::read_to_string(&args.users)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.users.display()))?;
     let (users, invalid) = parse_users(&text, &args.users);
-    let engine = Arc::new(crate::with_plugins(loaded.config, args.plugins.as_deref())?.engine());
+    let engine = Arc::new(crate::engine_for(loaded.config, args.plugins.as_deref())?);
     let manager = args.connection.manager(engine)?;
 
     let progress = ProgressBar::new(users.len() as u64).with_style(
@@ -197,17 +221,8 @@ fn parse_users(text: &str, path: &Path) -> (Vec<UserContext>, usize) {
 }
 
 fn parse_user(line: &str) -> Result<UserContext, String> {
-    let ctx: UserContext = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    if ctx.chat_type != ChatType::Private && ctx.chat_id.is_none() {
-        return Err(format!(
-            "chat_type `{}` needs the group's `chat_id`",
-            serde_json::to_value(ctx.chat_type)
-                .unwrap_or_default()
-                .as_str()
-                .unwrap_or("?")
-        ));
-    }
-    Ok(ctx)
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    UserContext::from_json(value)
 }
 
 #[cfg(test)]
@@ -224,7 +239,7 @@ mod tests {
         assert!(
             parse_user("{\"user_id\":2,\"chat_type\":\"channel\"}")
                 .unwrap_err()
-                .contains("unknown variant `channel`")
+                .starts_with("chat_type: unknown variant `channel`")
         );
     }
 }

@@ -1,0 +1,716 @@
+//! The host's HTTP surfaces, on one listener: the JSON API that bots in any language call,
+//! server-sent events, the status page, `/metrics` and `/healthz` (feature `http`).
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `POST /v1/users` | key | one context or a list: each resolved and brought to Telegram |
+//! | `POST /v1/users/clear` | key | one context or a list: their own lists removed |
+//! | `GET /v1/preview?user_id=..` | | what that user would see; no Bot API call |
+//! | `GET /v1/events` | | server-sent events: reloads, rejections, reconciliations |
+//! | `GET /healthz` | | 200 once the configured lists are applied, else 503 |
+//! | `GET /metrics` | | Prometheus text (feature `prometheus`) |
+//! | `GET /`, `GET /status.json` | | the status page |
+//!
+//! Write routes need `Authorization: Bearer KEY`, compared in constant time; without a key
+//! configured they always answer 401. A bad request is a 4xx with a JSON error naming the
+//! field; in a list, the other contexts are still processed.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{Host, HostEvent};
+use crate::manager::{ListOutcome, UserOutcome};
+use crate::resolve::{FlagValue, UserContext};
+
+/// How the HTTP surfaces behave.
+#[derive(Clone, Default)]
+pub struct HttpOptions {
+    /// The key write routes require (`Authorization: Bearer KEY`). Never the bot token.
+    pub api_key: Option<String>,
+    /// Longest a write request may take before it is answered 503 (default 60 s).
+    pub request_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    host: Host,
+    key_digest: Option<[u8; 32]>,
+    timeout: Duration,
+}
+
+/// Most contexts one request may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Every route, with the host as state.
+pub fn router(host: &Host, options: HttpOptions) -> Router {
+    let app = App {
+        host: host.clone(),
+        key_digest: options.api_key.as_deref().map(digest),
+        timeout: options.request_timeout.unwrap_or(Duration::from_secs(60)),
+    };
+    let writes = Router::new()
+        .route("/v1/users", post(update_users))
+        .route("/v1/users/clear", post(clear_users))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
+    Router::new()
+        .merge(writes)
+        .route("/v1/preview", get(preview))
+        .route("/v1/events", get(events))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/", get(status_page))
+        .route("/status.json", get(status_json))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", None) })
+        .with_state(app)
+}
+
+/// Serves [`router`] on `addr` until `shutdown` resolves (or the host shuts down), then
+/// drains: event streams end, requests in flight finish. Returns the bound address and the
+/// server's task.
+pub async fn serve(
+    host: &Host,
+    addr: SocketAddr,
+    options: HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(host, options);
+    let mut stopped = host.inner.stop.subscribe();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::warn!("the HTTP server stopped: {e}");
+        }
+    });
+    Ok((bound, task))
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Compares digests with every byte looked at, whatever differs first: the key's time to
+/// answer says nothing about how much of it was right.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(
+    State(app): State<App>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &app.key_digest else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "no API key is configured on this server: start it with --api-key (or CMDSCOPE_API_KEY)",
+            None,
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(key) if same_digest(&digest(key), expected) => next.run(request).await,
+        _ => error(
+            StatusCode::UNAUTHORIZED,
+            "send the API key as `Authorization: Bearer KEY`",
+            None,
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
+    let mut body = json!({ "error": message });
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    (status, Json(body)).into_response()
+}
+
+/// A request body of one context or a list of them: each parsed on its own, so one bad
+/// context does not stop the rest. `Err`: the body as a whole is unusable.
+fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, String>>), Refusal> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    match value {
+        Value::Array(items) => {
+            if items.len() > MAX_BATCH {
+                return Err(Refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "{} contexts; send at most {MAX_BATCH} per request",
+                        items.len()
+                    ),
+                ));
+            }
+            Ok((
+                true,
+                items.into_iter().map(UserContext::from_json).collect(),
+            ))
+        }
+        Value::Object(_) => Ok((false, vec![UserContext::from_json(value)])),
+        _ => Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "send one context object or a list of them".into(),
+        )),
+    }
+}
+
+/// A request refused as a whole.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1, None)
+    }
+}
+
+fn outcome_json(o: &UserOutcome) -> Value {
+    let mut v = json!({
+        "user_id": o.user_id,
+        "profile": o.resolution.profile,
+        "source": o.resolution.source,
+        "status": o.status.label(),
+        "key": o.key.to_string(),
+        "override": o.has_override,
+        "menu": &o.menu[..],
+    });
+    if let Some(e) = &o.resolution.error {
+        v["resolver_error"] = json!(e.to_string());
+    }
+    if o.status.is_failed() {
+        v["error"] = json!(o.status.to_string());
+    }
+    v
+}
+
+fn list_json(l: &ListOutcome) -> Value {
+    let mut v = json!({"key": l.key.to_string(), "status": l.status.label()});
+    if l.status.is_failed() {
+        v["error"] = json!(l.status.to_string());
+    }
+    v
+}
+
+/// One answer per context, in order; a context that did not parse answers its error.
+fn answer(list: bool, results: Vec<Value>, failed: bool) -> Response {
+    let status = if failed && !list {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let body = if list {
+        json!({ "results": results })
+    } else {
+        results.into_iter().next().unwrap_or(Value::Null)
+    };
+    (status, Json(body)).into_response()
+}
+
+fn parse_error(index: usize, list: bool, why: &str) -> Value {
+    let field = why.split_once(": ").map(|(f, _)| f).unwrap_or("");
+    let field = if field.contains(' ') { "" } else { field };
+    let mut v = json!({ "error": why, "field": field });
+    if list {
+        v["index"] = json!(index);
+    }
+    v
+}
+
+async fn update_users(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let (list, parsed) = match contexts(&body) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let good: Vec<UserContext> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let work = app.host.update_users(good, 16);
+    let Ok(mut outcomes) = tokio::time::timeout(app.timeout, work)
+        .await
+        .map(Vec::into_iter)
+    else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timed out; the updates go on",
+            None,
+        );
+    };
+    let mut failed = false;
+    let results = parsed
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p {
+            Ok(_) => match outcomes.next() {
+                Some(o) => {
+                    failed |= o.status.is_failed();
+                    outcome_json(&o)
+                }
+                None => json!({"error": "no outcome"}),
+            },
+            Err(why) => {
+                failed = true;
+                parse_error(i, list, why)
+            }
+        })
+        .collect();
+    answer(list, results, failed)
+}
+
+async fn clear_users(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let (list, parsed) = match contexts(&body) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut results = Vec::with_capacity(parsed.len());
+    let mut failed = false;
+    for (i, p) in parsed.iter().enumerate() {
+        match p {
+            Ok(ctx) => {
+                let work = app.host.clear_user(ctx);
+                let Ok(lists) = tokio::time::timeout(app.timeout, work).await else {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "timed out", None);
+                };
+                failed |= lists.iter().any(|l| l.status.is_failed());
+                results.push(json!({
+                    "user_id": ctx.user_id,
+                    "lists": lists.iter().map(list_json).collect::<Vec<_>>(),
+                }));
+            }
+            Err(why) => {
+                failed = true;
+                results.push(parse_error(i, list, why));
+            }
+        }
+    }
+    answer(list, results, failed)
+}
+
+/// `?user_id=5&chat_id=..&chat_type=group&language_code=es&flags=registered,level=3`
+#[derive(Deserialize)]
+struct ContextQuery {
+    user_id: Option<i64>,
+    chat_id: Option<i64>,
+    chat_type: Option<String>,
+    language_code: Option<String>,
+    /// Comma-separated: `name` (true) or `name=value`.
+    flags: Option<String>,
+    #[serde(default)]
+    chat_admin: bool,
+}
+
+fn query_context(q: &ContextQuery) -> Option<Result<UserContext, String>> {
+    let user_id = q.user_id?;
+    let mut ctx = UserContext::private(user_id);
+    if let Some(kind) = q.chat_type.as_deref().filter(|k| !k.is_empty()) {
+        match crate::ChatType::parse(kind) {
+            Some(t) => ctx.chat_type = t,
+            None => return Some(Err(format!("chat_type: unknown chat type `{kind}`"))),
+        }
+    }
+    ctx.chat_id = q.chat_id;
+    ctx.is_chat_admin = q.chat_admin;
+    ctx.language_code = q.language_code.clone().filter(|l| !l.is_empty());
+    for flag in q.flags.as_deref().unwrap_or("").split(',').map(str::trim) {
+        if flag.is_empty() {
+            continue;
+        }
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, FlagValue::parse_cli(v)),
+            None => (flag, FlagValue::Bool(true)),
+        };
+        ctx.flags.insert(name.to_string(), value);
+    }
+    if ctx.chat_type != crate::ChatType::Private && ctx.chat_id.is_none() {
+        return Some(Err(
+            "chat_id: a group context needs the group's chat_id".into()
+        ));
+    }
+    Some(Ok(ctx))
+}
+
+async fn preview(State(app): State<App>, Query(q): Query<ContextQuery>) -> Response {
+    let ctx = match query_context(&q) {
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "user_id is required",
+                Some("user_id"),
+            );
+        }
+        Some(Err(why)) => {
+            let field = why.split_once(':').map(|(f, _)| f.to_string());
+            return error(StatusCode::BAD_REQUEST, &why, field.as_deref());
+        }
+        Some(Ok(ctx)) => ctx,
+    };
+    let (resolution, menu) = app.host.preview(&ctx).await;
+    let mut body = json!({
+        "user_id": ctx.user_id,
+        "profile": resolution.profile,
+        "source": resolution.source,
+        "menu": &menu[..],
+    });
+    if let Some(e) = &resolution.error {
+        body["resolver_error"] = json!(e.to_string());
+    }
+    Json(body).into_response()
+}
+
+async fn events(
+    State(app): State<App>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let receiver = app.host.subscribe();
+    let stop = app.host.inner.stop.subscribe();
+    let stream = futures_util::stream::unfold((receiver, stop), |(mut rx, mut stop)| async move {
+        if *stop.borrow() {
+            return None;
+        }
+        let event = tokio::select! {
+            // The stream ends with the host, or a graceful shutdown would wait for it forever.
+            _ = stop.wait_for(|s| *s) => return None,
+            event = rx.recv() => event,
+        };
+        let sse = match event {
+            Ok(event) => {
+                let name = match &event {
+                    HostEvent::Plugin(p) => format!("{:?}", p.event).to_lowercase(),
+                    HostEvent::ConfigReloaded { .. } => "config_reloaded".into(),
+                    HostEvent::ConfigRejected { .. } => "config_rejected".into(),
+                    HostEvent::Reconciled(_) => "reconciled".into(),
+                };
+                Event::default()
+                    .event(name)
+                    .json_data(&event)
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                Event::default().comment(format!("{n} events dropped: this client is too slow"))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(sse), (rx, stop)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    if app.host.is_ready() {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "why": "the configured lists are not applied yet"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    #[cfg(feature = "prometheus")]
+    match crate::metrics::prometheus() {
+        Ok(handle) => return handle.render().into_response(),
+        Err(e) => return error(StatusCode::NOT_FOUND, &e, None),
+    }
+    #[allow(unreachable_code)]
+    error(
+        StatusCode::NOT_FOUND,
+        "built without the `prometheus` feature",
+        None,
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The status page: server-rendered HTML (no script), so it works in any browser and in
+/// `chromium --dump-dom`.
+async fn status_page(State(app): State<App>, Query(q): Query<ContextQuery>) -> impl IntoResponse {
+    // First, while no lock is held: it may call the resolver plugin.
+    let preview = preview_html(&app.host, &q).await;
+    let host = &app.host;
+    let engine = host.engine();
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cmdscope status</title>\
+         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}code{font-size:90%}</style>\
+         </head><body><h1>cmdscope status</h1>",
+    );
+    let recent = host.recent();
+    let _ = write!(
+        html,
+        "<p>Config <code>{}</code>, generation <code id=\"rules\">{:016x}</code>; lists applied: <b id=\"ready\">{}</b>.</p>",
+        escape(&host.inner.config_path.display().to_string()),
+        engine.generation(),
+        host.is_ready()
+    );
+    if !recent.config_errors.is_empty() {
+        html.push_str(
+            "<h3>Config rejected (the last good one serves)</h3><ul id=\"config-errors\">",
+        );
+        for e in &recent.config_errors {
+            let _ = write!(html, "<li>{}</li>", escape(e));
+        }
+        html.push_str("</ul>");
+    }
+    if let Some(live) = host.plugins() {
+        let _ = write!(
+            html,
+            "<p>Folder <code>{}</code>, generation <span id=\"generation\">{}</span>.</p>",
+            escape(&live.dir().display().to_string()),
+            live.generation()
+        );
+        html.push_str("<h2>Plugins</h2><table id=\"plugins\"><tr><th>name</th><th>world</th><th>version</th><th>sha256</th><th>generation</th><th>file</th><th>last error</th></tr>");
+        let current = live.current();
+        for (name, plugin) in &current {
+            let info = plugin.info();
+            let _ = write!(
+                html,
+                "<tr class=\"plugin\" data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{}</td><td><code title=\"{sha}\">{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                info.world,
+                escape(&info.version),
+                &info.sha256[..12.min(info.sha256.len())],
+                recent
+                    .generation
+                    .get(name)
+                    .map(|g| g.to_string())
+                    .unwrap_or_default(),
+                escape(&info.file),
+                escape(
+                    recent
+                        .last_error
+                        .get(&info.file)
+                        .map(String::as_str)
+                        .unwrap_or("")
+                ),
+                n = escape(name),
+                sha = escape(&info.sha256),
+            );
+        }
+        html.push_str("</table>");
+        let rejected: Vec<_> = recent
+            .last_error
+            .iter()
+            .filter(|(file, _)| !current.iter().any(|(_, pl)| &pl.info().file == *file))
+            .collect();
+        if !rejected.is_empty() {
+            html.push_str("<h3>Rejected files</h3><ul id=\"rejected\">");
+            for (file, why) in rejected {
+                let _ = write!(
+                    html,
+                    "<li><code>{}</code>: {}</li>",
+                    escape(file),
+                    escape(why)
+                );
+            }
+            html.push_str("</ul>");
+        }
+    }
+
+    html.push_str("<h2>Caches</h2><table id=\"caches\"><tr><th>cache</th><th>hits</th><th>misses (plugin calls)</th><th>hit rate</th><th>entries</th></tr>");
+    let mut caches: Vec<(String, crate::output_cache::CacheStats)> = Vec::new();
+    if let Some(stats) = engine.cache_stats() {
+        caches.push(("resolver".into(), stats));
+    }
+    for (i, stats) in engine.translation_cache_stats().into_iter().enumerate() {
+        caches.push((format!("translator {}", i + 1), stats));
+    }
+    for (name, s) in caches {
+        let total = s.hits + s.misses;
+        let rate = if total == 0 {
+            0.0
+        } else {
+            s.hits as f64 * 100.0 / total as f64
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{rate:.1}%</td><td>{}</td></tr>",
+            s.hits, s.misses, s.entries
+        );
+    }
+    html.push_str("</table>");
+    html.push_str(&preview);
+
+    html.push_str("<h2>Recent events</h2><table id=\"events\"><tr><th>event</th><th>what</th><th>details</th></tr>");
+    for event in &recent.events {
+        let (kind, what, details) = match event {
+            HostEvent::Plugin(e) => (
+                format!("{:?}", e.event),
+                format!("{} ({})", e.plugin.as_deref().unwrap_or(""), e.file),
+                format!(
+                    "generation {}, {:.1} ms{}",
+                    e.generation,
+                    e.ms,
+                    e.error
+                        .as_deref()
+                        .map(|x| format!(": {x}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            HostEvent::ConfigReloaded { file, .. } => {
+                ("ConfigReloaded".into(), file.clone(), String::new())
+            }
+            HostEvent::ConfigRejected { file, errors } => {
+                ("ConfigRejected".into(), file.clone(), errors.join("; "))
+            }
+            HostEvent::Reconciled(r) => (
+                "Reconciled".into(),
+                format!("{} users examined", r.users_examined),
+                format!(
+                    "calls {:?}, failed {}, {:.0} ms",
+                    r.calls, r.failed, r.duration_ms
+                ),
+            ),
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&kind),
+            escape(&what),
+            escape(&details)
+        );
+    }
+    html.push_str("</table></body></html>");
+    Html(html)
+}
+
+/// The preview form and, for a given user, their profile and menu.
+async fn preview_html(host: &Host, q: &ContextQuery) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<h2>Preview</h2><form method=\"get\">user_id <input name=\"user_id\" value=\"{}\"> language_code <input name=\"language_code\" value=\"{}\"> flags <input name=\"flags\" value=\"{}\" placeholder=\"registered,premium\"> <button>preview</button></form>",
+        q.user_id.map(|u| u.to_string()).unwrap_or_default(),
+        escape(q.language_code.as_deref().unwrap_or("")),
+        escape(q.flags.as_deref().unwrap_or(""))
+    );
+    match query_context(q) {
+        None => {}
+        Some(Err(why)) => {
+            let _ = write!(html, "<p id=\"preview-error\">{}</p>", escape(&why));
+        }
+        Some(Ok(ctx)) => {
+            let (resolution, menu) = host.preview(&ctx).await;
+            let _ = write!(
+                html,
+                "<div id=\"preview\"><p>Profile <b id=\"profile\">{}</b> (from {}){}</p><ul id=\"commands\">",
+                escape(&resolution.profile),
+                escape(&resolution.source),
+                resolution
+                    .error
+                    .map(|e| format!(", resolver failed: {}", escape(&e.to_string())))
+                    .unwrap_or_default()
+            );
+            for c in menu.iter() {
+                let _ = write!(
+                    html,
+                    "<li><code>/{}</code> {}</li>",
+                    escape(&c.command),
+                    escape(&c.description)
+                );
+            }
+            html.push_str("</ul></div>");
+        }
+    }
+    html
+}
+
+async fn status_json(State(app): State<App>) -> impl IntoResponse {
+    let host = &app.host;
+    let engine = host.engine();
+    let plugins: Vec<Value> = host
+        .plugins()
+        .map(|live| live.current())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, plugin)| {
+            let info = plugin.info();
+            json!({"name": name, "world": info.world.to_string(), "version": info.version, "sha256": info.sha256, "file": info.file})
+        })
+        .collect();
+    let known = match host.manager().and_then(|m| m.known_users()) {
+        Some(k) => k.count().await.ok(),
+        None => None,
+    };
+    let recent = host.recent();
+    Json(json!({
+        "generation": format!("{:016x}", engine.generation()),
+        "plugin_generation": host.plugins().map(|l| l.generation()),
+        "ready": host.is_ready(),
+        "plugins": plugins,
+        "known_users": known,
+        "recent_events": recent.events.iter().collect::<Vec<_>>(),
+        "resolver_cache": engine.cache_stats().map(|s| json!({"hits": s.hits, "misses": s.misses, "entries": s.entries})),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_by_digest() {
+        assert!(same_digest(&digest("s3cret"), &digest("s3cret")));
+        assert!(!same_digest(&digest("s3cret"), &digest("s3cres")));
+        assert!(!same_digest(&digest(""), &digest("s3cret")));
+        let debug = format!(
+            "{:?}",
+            HttpOptions {
+                api_key: Some("s3cret".into()),
+                request_timeout: None
+            }
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}

@@ -1,0 +1,730 @@
+//! The live host: a bot's menus kept right while plugins and the config change under it.
+//!
+//! [`Host`] owns everything a running bot needs: the config file (watched; an invalid version
+//! is rejected and the last good one keeps serving), the plugin folder (hot reload, compiled
+//! cache, bounded compiles), the engine following both, delivery (pace, retries, breaker) and
+//! the state store named by `[state]`, with the bot's known users. After any change that moves
+//! the [generation](crate::engine::Engine::generation), the reconciler brings the configured
+//! lists and every known user to it, behind live traffic (see `reconcile.rs`).
+//!
+//! ```no_run
+//! # async fn run(api: std::sync::Arc<dyn cmdscope::BotApi>) -> anyhow::Result<()> {
+//! let host = cmdscope::Host::builder("cmdscope.toml").plugins("plugins").build().await?;
+//! host.start(api).await?;                     // configured lists applied, reconciling
+//! let ctx = cmdscope::UserContext::private(42).flag("registered", true);
+//! host.update_user(&ctx).await;               // on each message
+//! host.shutdown().await;                      // in-flight updates finish
+//! # Ok(()) }
+//! ```
+//!
+//! All tasks belong to the host and stop with [`Host::shutdown`], in order: no new updates,
+//! in-flight updates and the reconciler's current page finish, watchers stop, the store is
+//! flushed.
+
+mod config_watch;
+#[cfg(feature = "http")]
+pub mod http;
+mod recent;
+mod reconcile;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::{Config, StateBackend};
+use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions};
+use crate::engine::{Engine, Resolution};
+use crate::manager::{
+    CommandManager, KnownUserPolicy, ListOutcome, SetupReport, Status, UserOutcome,
+};
+use crate::menu::Menu;
+use crate::plugin::{
+    CompiledCache, Compiler, LivePlugins, PluginHost, ReloadEvent, WatchHandle, WatchOptions,
+};
+use crate::resolve::{Resolver, UserContext};
+use crate::state::{FileStore, MemoryStore, StateStore};
+
+pub use self::recent::Recent;
+pub use self::reconcile::{ReconcileOptions, ReconcileReport, Trigger};
+
+/// Something that happened in a running host, as `subscribe()` and `GET /v1/events` give it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEvent {
+    /// A plugin file was loaded, reloaded, rejected or removed.
+    Plugin(ReloadEvent),
+    /// A new config (or catalog) is serving.
+    ConfigReloaded {
+        file: String,
+        generation: u64,
+        /// Settings that take effect only after a restart (`[sandbox]`, `[state]`).
+        restart_needed: Vec<String>,
+    },
+    /// A changed config was refused; the last good one keeps serving.
+    ConfigRejected { file: String, errors: Vec<String> },
+    /// A reconciliation run ended.
+    Reconciled(ReconcileReport),
+}
+
+impl Serialize for HostEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(tag = "event", rename_all = "snake_case")]
+        enum Tagged<'a> {
+            ConfigReloaded {
+                file: &'a str,
+                generation: String,
+                #[serde(skip_serializing_if = "<[String]>::is_empty")]
+                restart_needed: &'a [String],
+            },
+            ConfigRejected {
+                file: &'a str,
+                errors: &'a [String],
+            },
+            Reconciled(&'a ReconcileReport),
+        }
+        match self {
+            HostEvent::Plugin(event) => event.serialize(s),
+            HostEvent::ConfigReloaded {
+                file,
+                generation,
+                restart_needed,
+            } => Tagged::ConfigReloaded {
+                file,
+                generation: format!("{generation:016x}"),
+                restart_needed,
+            }
+            .serialize(s),
+            HostEvent::ConfigRejected { file, errors } => {
+                Tagged::ConfigRejected { file, errors }.serialize(s)
+            }
+            HostEvent::Reconciled(report) => Tagged::Reconciled(report).serialize(s),
+        }
+    }
+}
+
+/// Builds a [`Host`] from a config file (and a plugin folder).
+pub struct HostBuilder {
+    config_path: PathBuf,
+    /// Created with the builder, so events of the initial loads reach early subscribers.
+    events: broadcast::Sender<HostEvent>,
+    recent: Arc<Mutex<Recent>>,
+    plugins: Option<PathBuf>,
+    compiled_cache: Option<PathBuf>,
+    compiler: Compiler,
+    store: Option<Arc<dyn StateStore>>,
+    state: Option<StateBackend>,
+    redis_prefix: Option<String>,
+    delivery: DeliveryOptions,
+    resolver: Option<Arc<dyn Resolver>>,
+    watch: WatchOptions,
+    watch_config: bool,
+    reconcile: ReconcileOptions,
+}
+
+impl HostBuilder {
+    /// The folder of `.wasm` plugins the config names, hot-reloaded.
+    pub fn plugins(mut self, dir: impl AsRef<Path>) -> Self {
+        self.plugins = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Where compiled plugins are kept across restarts (default: none).
+    pub fn compiled_cache(mut self, dir: impl AsRef<Path>) -> Self {
+        self.compiled_cache = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// How plugins are compiled (default: in process; see [`Compiler`]).
+    pub fn compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
+    }
+
+    /// The applied state and known users, instead of the config's `[state]`.
+    pub fn store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where the applied state and known users live, instead of the config's `[state]` (a
+    /// Redis backend also shares the pace and per-list turns between the bot's workers).
+    pub fn state(mut self, backend: StateBackend) -> Self {
+        self.state = Some(backend);
+        self
+    }
+
+    /// The prefix of this bot's keys in Redis, when `[state]` is Redis and names none
+    /// (`cmdscope::redis::default_prefix(token)` is the CLI's).
+    pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Pace, retries and breaker of the bot's Bot API calls.
+    pub fn delivery(mut self, options: DeliveryOptions) -> Self {
+        self.delivery = options;
+        self
+    }
+
+    /// The resolver to use when the config names no resolver plugin (a bot's native rules).
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// How the plugin folder is watched (debounce, rescan period).
+    pub fn watch_options(mut self, options: WatchOptions) -> Self {
+        self.watch = options;
+        self
+    }
+
+    /// Whether the config file and its catalog folders are watched (default: yes).
+    pub fn watch_config(mut self, watch: bool) -> Self {
+        self.watch_config = watch;
+        self
+    }
+
+    pub fn reconcile_options(mut self, options: ReconcileOptions) -> Self {
+        self.reconcile = options;
+        self
+    }
+
+    /// Events from now on, the initial plugin loads of `build` included.
+    pub fn subscribe(&self) -> broadcast::Receiver<HostEvent> {
+        self.events.subscribe()
+    }
+
+    /// Loads the config (every error listed), the plugin folder (each file loaded or
+    /// rejected) and the state store, and starts watching. No Bot API call is made before
+    /// [`Host::start`].
+    pub async fn build(self) -> anyhow::Result<Host> {
+        let config_path = std::path::absolute(&self.config_path)?;
+        let loaded = Config::load(&config_path).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let config = loaded.config;
+        let events = self.events.clone();
+        let (kick, kicks) = mpsc::unbounded_channel();
+        // The status page's memory, fed from the first event on.
+        let recorder = {
+            let mut rx = self.events.subscribe();
+            let recent = self.recent.clone();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => recent
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .record(&event),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+        };
+
+        let (live, plugin_events) = match &self.plugins {
+            None => (None, None),
+            Some(dir) => {
+                let (live, events) = self.load_plugins(dir, &config).await?;
+                (Some(live), Some(events))
+            }
+        };
+        let (engine, skipped) = crate::sources::engine(
+            config.clone(),
+            live.as_deref()
+                .map(|l| l as &dyn crate::sources::PluginLookup),
+            self.resolver.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if !skipped.is_empty() {
+            tracing::warn!(
+                "{} names {} but no plugin folder was given",
+                config.source,
+                skipped.join(", ")
+            );
+        }
+        let (store, shared_pace) = match self.store.clone() {
+            Some(store) => (store, None),
+            None => {
+                let backend = self.state.clone().unwrap_or_else(|| config.state.clone());
+                open_store(
+                    &backend,
+                    &config,
+                    self.redis_prefix.as_deref(),
+                    &self.delivery,
+                )?
+            }
+        };
+        let inputs = config_watch::inputs(&config_path, &config);
+        let inner = Arc::new(Inner {
+            config_path,
+            live: live.clone(),
+            engine: ArcSwap::from_pointee(engine),
+            config_bytes: Mutex::new(inputs),
+            reloading: Mutex::new(()),
+            resolver: self.resolver,
+            events,
+            kick,
+            kicks: Mutex::new(Some(kicks)),
+            store,
+            shared_pace,
+            delivery: self.delivery,
+            reconcile: self.reconcile,
+            running: OnceLock::new(),
+            ready: watch::channel(false).0,
+            closing: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+            helpers: Mutex::new(Vec::new()),
+            stop: watch::channel(false).0,
+            plugin_watch: Mutex::new(None),
+            config_watch: Mutex::new(None),
+            recent: self.recent.clone(),
+        });
+        inner
+            .helpers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(recorder);
+        if let (Some(live), Some(plugin_events)) = (&live, plugin_events) {
+            Inner::follow_plugins(&inner, live, plugin_events);
+            let handle = live.watch(self.watch)?;
+            *inner.plugin_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        }
+        if self.watch_config {
+            let watcher = config_watch::start(&inner)?;
+            *inner.config_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+        }
+        Ok(Host { inner })
+    }
+
+    /// The plugin folder, loaded; its events from before the first load on.
+    async fn load_plugins(
+        &self,
+        dir: &Path,
+        config: &Config,
+    ) -> anyhow::Result<(Arc<LivePlugins>, broadcast::Receiver<ReloadEvent>)> {
+        let mut host =
+            PluginHost::new(config.sandbox.clone())?.with_compiler(self.compiler.clone());
+        if let Some(cache_dir) = &self.compiled_cache {
+            match CompiledCache::open(cache_dir) {
+                Ok(cache) => host = host.with_compiled_cache(cache),
+                Err(e) => tracing::warn!(
+                    dir = %cache_dir.display(),
+                    "compiled cache unusable ({e}); compiling every plugin"
+                ),
+            }
+        }
+        let live = LivePlugins::new(host, dir, Arc::new(config.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot read the plugin folder {}: {e}", dir.display()))?;
+        let events = live.subscribe();
+        let loader = live.clone();
+        tokio::task::spawn_blocking(move || loader.rescan()).await?;
+        Ok((live, events))
+    }
+}
+
+/// The pace and per-list turns a bot's workers share.
+type SharedPace = Option<(
+    Arc<dyn crate::deliver::RateGate>,
+    Arc<dyn crate::coalesce::SharedTurns>,
+)>;
+
+/// The state store `[state]` names, and for Redis the pace and turns its workers share.
+type OpenedStore = (Arc<dyn StateStore>, SharedPace);
+
+fn open_store(
+    backend: &StateBackend,
+    config: &Config,
+    redis_prefix: Option<&str>,
+    delivery: &DeliveryOptions,
+) -> anyhow::Result<OpenedStore> {
+    Ok(match backend {
+        StateBackend::Memory => (Arc::new(MemoryStore::new()), None),
+        StateBackend::File(path) => (Arc::new(FileStore::open(path)?), None),
+        #[cfg(feature = "redis")]
+        StateBackend::Redis { url, key_prefix } => {
+            let prefix = key_prefix.as_deref().or(redis_prefix).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: [state] is redis but names no key_prefix: set `key_prefix` (or give the host a prefix)",
+                    config.source
+                )
+            })?;
+            let shared = crate::redis::RedisShared::connect(url, prefix)?;
+            let gate = Arc::new(crate::redis::RedisGate::new(
+                shared.clone(),
+                delivery.pace,
+                delivery.burst,
+            ));
+            let turns = Arc::new(crate::redis::RedisTurns::new(shared.clone()));
+            (
+                Arc::new(crate::redis::RedisStore::new(shared)),
+                Some((gate as _, turns as _)),
+            )
+        }
+        #[cfg(not(feature = "redis"))]
+        StateBackend::Redis { .. } => {
+            let _ = (redis_prefix, delivery);
+            anyhow::bail!("[state] is redis but cmdscope was built without the `redis` feature")
+        }
+    })
+}
+
+/// A running bot's menus, following every change of its config and plugins. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config_path: PathBuf,
+    live: Option<Arc<LivePlugins>>,
+    engine: ArcSwap<Engine>,
+    /// What the current engine was built from (config text, catalog files), to tell a real
+    /// change from a touch.
+    config_bytes: Mutex<config_watch::Inputs>,
+    reloading: Mutex<()>,
+    resolver: Option<Arc<dyn Resolver>>,
+    events: broadcast::Sender<HostEvent>,
+    kick: mpsc::UnboundedSender<Trigger>,
+    kicks: Mutex<Option<mpsc::UnboundedReceiver<Trigger>>>,
+    store: Arc<dyn StateStore>,
+    /// With `[state]` in Redis: the pace and per-list turns shared by the bot's workers.
+    shared_pace: SharedPace,
+    delivery: DeliveryOptions,
+    reconcile: ReconcileOptions,
+    running: OnceLock<Arc<CommandManager>>,
+    /// True once the configured lists are applied.
+    ready: watch::Sender<bool>,
+    closing: AtomicBool,
+    in_flight: AtomicUsize,
+    drained: tokio::sync::Notify,
+    /// Tasks that finish their work on shutdown (the reconciler).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tasks that only pass events on; stopped at once on shutdown.
+    helpers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tells the host's tasks to stop.
+    stop: watch::Sender<bool>,
+    plugin_watch: Mutex<Option<WatchHandle>>,
+    config_watch: Mutex<Option<config_watch::ConfigWatch>>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+impl Inner {
+    fn emit(&self, event: HostEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Plugin swaps reach the engine before they are announced, and kick the reconciler.
+    fn follow_plugins(
+        inner: &Arc<Inner>,
+        live: &LivePlugins,
+        mut plugin_events: broadcast::Receiver<ReloadEvent>,
+    ) {
+        let weak = Arc::downgrade(inner);
+        live.on_swap(move |name| {
+            let Some(inner) = weak.upgrade() else { return };
+            inner.engine.load().on_plugin_swap(name);
+            let sha256 = inner
+                .live
+                .as_ref()
+                .and_then(|l| l.current().into_iter().find(|(n, _)| n == name))
+                .map(|(_, p)| p.info().sha256.clone())
+                .unwrap_or_default();
+            let _ = inner.kick.send(Trigger::Plugin {
+                name: name.to_string(),
+                sha256,
+            });
+        });
+        // Plugin events reach subscribers as host events.
+        let weak = Arc::downgrade(inner);
+        let forward = tokio::spawn(async move {
+            loop {
+                match plugin_events.recv().await {
+                    Ok(event) => match weak.upgrade() {
+                        Some(inner) => inner.emit(HostEvent::Plugin(event)),
+                        None => return,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("{n} plugin events dropped (subscribers too slow)")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        inner
+            .helpers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(forward);
+    }
+
+    fn manager(&self) -> Option<&Arc<CommandManager>> {
+        self.running.get()
+    }
+}
+
+impl Host {
+    /// Starts a builder for the config at `config` (relative to the working directory, taken
+    /// once).
+    pub fn builder(config: impl AsRef<Path>) -> HostBuilder {
+        HostBuilder {
+            config_path: config.as_ref().to_path_buf(),
+            events: broadcast::channel(1024).0,
+            recent: Arc::default(),
+            plugins: None,
+            compiled_cache: None,
+            compiler: Compiler::default(),
+            store: None,
+            state: None,
+            redis_prefix: None,
+            delivery: DeliveryOptions::default(),
+            resolver: None,
+            watch: WatchOptions::default(),
+            watch_config: true,
+            reconcile: ReconcileOptions::default(),
+        }
+    }
+
+    /// Applies the configured lists through `api` (sending only what the store says Telegram
+    /// lacks; lists of removed scopes are deleted), then keeps reconciling: every later change
+    /// reaches the configured lists and every known user. Call once.
+    pub async fn start(&self, api: Arc<dyn BotApi>) -> anyhow::Result<SetupReport> {
+        let inner = &self.inner;
+        let config = inner.engine.load().config().clone();
+        let manager = match inner.shared_pace.clone() {
+            Some((gate, turns)) => CommandManager::with_parts(
+                inner.engine.load_full(),
+                Arc::new(Delivery::with_gate(api, gate, inner.delivery)),
+                inner.store.clone(),
+            )
+            .with_shared_turns(turns),
+            None => CommandManager::with_parts(
+                inner.engine.load_full(),
+                Arc::new(Delivery::new(api, inner.delivery)),
+                inner.store.clone(),
+            ),
+        }
+        .with_known_users(KnownUserPolicy {
+            remember: config.known_users.max > 0,
+            max: config.known_users.max,
+        });
+        let manager = Arc::new(manager);
+        if inner.running.set(manager.clone()).is_err() {
+            anyhow::bail!("the host is already started");
+        }
+        let report = manager.setup_all().await;
+        inner.ready.send_replace(report.is_complete());
+        let kicks = inner
+            .kicks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("started once");
+        let task = tokio::spawn(reconcile::run(inner.clone(), kicks, inner.stop.subscribe()));
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+        Ok(report)
+    }
+
+    /// Resolves the user's profile and makes their chat show its menu (see
+    /// [`CommandManager::update_user`]); the context is remembered for reconciliation.
+    pub async fn update_user(&self, ctx: &UserContext) -> UserOutcome {
+        let Some(_guard) = self.enter() else {
+            return self.refused(ctx);
+        };
+        let manager = self.inner.manager().expect("entered only when started");
+        manager.update_user(ctx).await
+    }
+
+    /// `update_user` for many users, at most `concurrency` at a time; outcomes in input order.
+    pub async fn update_users(
+        &self,
+        users: Vec<UserContext>,
+        concurrency: usize,
+    ) -> Vec<UserOutcome> {
+        let Some(_guard) = self.enter() else {
+            return users.iter().map(|u| self.refused(u)).collect();
+        };
+        let manager = self.inner.manager().expect("entered only when started");
+        manager.update_users(users, concurrency).await.outcomes
+    }
+
+    /// Removes the user's own lists and forgets them.
+    pub async fn clear_user(&self, ctx: &UserContext) -> Vec<ListOutcome> {
+        let Some(_guard) = self.enter() else {
+            return Vec::new();
+        };
+        let manager = self.inner.manager().expect("entered only when started");
+        manager.clear_user(ctx).await
+    }
+
+    /// What this user would see now: their profile and menu. No Bot API call; a resolver
+    /// plugin is called (off the async threads).
+    pub async fn preview(&self, ctx: &UserContext) -> (Resolution, Menu) {
+        let engine = self.inner.engine.load_full();
+        let resolution = engine.resolve_async(ctx).await;
+        let menu = engine.menu_of(&resolution.profile, ctx);
+        (resolution, menu)
+    }
+
+    /// Events from now on: plugin reloads and rejections, config reloads and rejections,
+    /// reconciliation runs. A slow subscriber misses the oldest, never blocks the host.
+    pub fn subscribe(&self) -> broadcast::Receiver<HostEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The last events, rejections and plugin generations (the status page's).
+    pub fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.inner.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The engine serving now (config, menus, plan, resolver).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.inner.engine.load_full()
+    }
+
+    /// The plugin folder, when the host has one.
+    pub fn plugins(&self) -> Option<&Arc<LivePlugins>> {
+        self.inner.live.as_ref()
+    }
+
+    /// The manager once started (delivery stats, the store).
+    pub fn manager(&self) -> Option<&Arc<CommandManager>> {
+        self.inner.manager()
+    }
+
+    /// Whether the configured lists are applied (`/healthz`).
+    pub fn is_ready(&self) -> bool {
+        *self.inner.ready.borrow()
+    }
+
+    /// Reads the config file (and its catalogs) again now, as a change on disk would; answers
+    /// whether a new config is serving. An invalid config is a `config_rejected` event.
+    pub async fn reload_config(&self) -> bool {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || config_watch::reload(&inner, true))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Runs a reconciliation now (as after a change), e.g. when a bot's native rules changed.
+    pub fn reconcile_now(&self) {
+        let _ = self.inner.kick.send(Trigger::Requested);
+    }
+
+    /// Stops the host: new updates are refused, in-flight updates and the reconciler's current
+    /// page finish, the watchers stop and the store is flushed. Waits at most `grace` for
+    /// in-flight work.
+    pub async fn shutdown(&self) {
+        self.shutdown_within(Duration::from_secs(30)).await
+    }
+
+    pub async fn shutdown_within(&self, grace: Duration) {
+        let inner = &self.inner;
+        if inner.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        inner.stop.send_replace(true);
+        let drained = async {
+            loop {
+                let notified = inner.drained.notified();
+                if inner.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!(
+                in_flight = inner.in_flight.load(Ordering::SeqCst),
+                "shutdown: updates still running after the grace period"
+            );
+        }
+        let tasks: Vec<_> =
+            std::mem::take(&mut *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("shutdown: a host task did not stop within the grace period");
+            }
+        }
+        for helper in std::mem::take(&mut *inner.helpers.lock().unwrap_or_else(|p| p.into_inner()))
+        {
+            helper.abort();
+        }
+        inner
+            .plugin_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        inner
+            .config_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(known) = inner.store.known_users()
+            && let Err(e) = known.flush().await
+        {
+            tracing::warn!("shutdown: the known users could not be flushed: {e}");
+        }
+    }
+
+    /// Counts an update in flight; `None` once shutting down (or before `start`).
+    fn enter(&self) -> Option<InFlight<'_>> {
+        let inner = &self.inner;
+        inner.manager()?;
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        if inner.closing.load(Ordering::SeqCst) {
+            drop(InFlight { inner });
+            return None;
+        }
+        Some(InFlight { inner })
+    }
+
+    fn refused(&self, ctx: &UserContext) -> UserOutcome {
+        let engine = self.inner.engine.load();
+        let why = if self.inner.manager().is_none() {
+            "the host is not started: call Host::start first"
+        } else {
+            "the host is shutting down: the update was not sent"
+        };
+        UserOutcome {
+            user_id: ctx.user_id,
+            resolution: Resolution {
+                profile: engine.config().default_profile.clone(),
+                source: String::new(),
+                error: None,
+            },
+            key: crate::plan::override_key(&ctx.viewer()),
+            menu: Menu::from([]),
+            has_override: false,
+            status: Status::Failed(ApiError::Transport(why.into())),
+        }
+    }
+}
+
+struct InFlight<'a> {
+    inner: &'a Inner,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.drained.notify_waiters();
+        }
+    }
+}

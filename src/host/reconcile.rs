@@ -1,0 +1,315 @@
+//! The reconciler: level-triggered, like a Kubernetes controller. It does not replay what
+//! changed; it compares. Every known user records the [generation](crate::engine::Generation)
+//! their menu was brought to; after any change (a plugin swapped, the config reloaded, a
+//! restart), the users behind the current generation are walked, resolved again in pages (one
+//! trip to the resolver per page) and brought to their menu through the background lane: a
+//! call only where Telegram's list differs, at the bot's pace, behind live updates.
+//!
+//! A run is resumable: pages are marked as they finish, so a process killed mid-walk picks up
+//! the users still behind after a restart, and a list confirmed before the kill is not sent
+//! again. Workers sharing a store run one walk per change: the walk holds a lease, and the
+//! store records the generation a complete walk reached, so the other workers skip it (and
+//! take it over if the holder dies). Users it could not bring (a failed call, a live update
+//! that took them over) stay behind and are walked again after `retry_after`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::{HostEvent, Inner};
+use crate::manager::Status;
+use crate::state::{KnownUser, UserKey};
+
+/// How reconciliation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileOptions {
+    /// Known users resolved together (one trip to the resolver) and marked together.
+    pub page: usize,
+    /// Users brought at once; their calls still go at the bot's pace, behind live updates.
+    pub concurrency: usize,
+    /// When a run leaves users behind, the next run comes this much later.
+    pub retry_after: Duration,
+    /// How long a run's lease lasts without renewal (workers sharing a store).
+    pub lease: Duration,
+    /// Changes arriving within this of each other make one run.
+    pub settle: Duration,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        ReconcileOptions {
+            page: 512,
+            concurrency: 32,
+            retry_after: Duration::from_secs(30),
+            lease: Duration::from_secs(30),
+            settle: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The host started (or restarted).
+    Start,
+    /// A plugin was swapped for a new version.
+    Plugin { name: String, sha256: String },
+    /// The config (or a catalog it names) changed.
+    Config { file: String },
+    /// An earlier run left users behind.
+    Retry,
+    /// [`super::Host::reconcile_now`].
+    Requested,
+}
+
+/// One run, as its event reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconcileReport {
+    pub trigger: Vec<Trigger>,
+    /// The generation the run brought users to (hex).
+    pub generation: String,
+    /// Configured lists sent again by this run.
+    pub lists_applied: u64,
+    pub users_examined: u64,
+    /// Bot API calls the run's updates made, by method.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// Users whose menu Telegram already showed.
+    pub unchanged: u64,
+    /// Users whose update failed: they stay behind and are retried.
+    pub failed: u64,
+    /// Users left to a live update that was running for them.
+    pub deferred: u64,
+    /// Users not seen for `[known_users] forget_after_days`, forgotten.
+    pub forgotten: u64,
+    pub duration_ms: f64,
+    /// Every known user is at the generation.
+    pub complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ReconcileReport {
+    fn new(trigger: Vec<Trigger>, generation: u64) -> ReconcileReport {
+        ReconcileReport {
+            trigger,
+            generation: format!("{generation:016x}"),
+            lists_applied: 0,
+            users_examined: 0,
+            calls: BTreeMap::new(),
+            unchanged: 0,
+            failed: 0,
+            deferred: 0,
+            forgotten: 0,
+            duration_ms: 0.0,
+            complete: false,
+            note: None,
+        }
+    }
+
+    fn call(&mut self, method: &'static str) {
+        *self.calls.entry(method).or_default() += 1;
+    }
+}
+
+/// The reconciler task: one run per burst of triggers, and a retry while users stay behind.
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    mut kicks: mpsc::UnboundedReceiver<Trigger>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let options = inner.reconcile;
+    let holder = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+    let mut pending = vec![Trigger::Start];
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        if !pending.is_empty() {
+            // A burst of changes (a deploy of several plugins) makes one run.
+            let settle = tokio::time::sleep(options.settle);
+            tokio::pin!(settle);
+            loop {
+                tokio::select! {
+                    _ = &mut settle => break,
+                    Some(t) = kicks.recv() => pending.push(t),
+                }
+            }
+            pending.dedup();
+            let report = once(&inner, std::mem::take(&mut pending), &holder, &stop).await;
+            retry_at = match (&report.complete, report.failed) {
+                (true, _) => None,
+                // Only deferred users (or another worker's run): look again soon.
+                (false, 0) => Some(tokio::time::Instant::now() + options.settle * 5),
+                (false, _) => Some(tokio::time::Instant::now() + options.retry_after),
+            };
+            tracing::info!(
+                examined = report.users_examined,
+                failed = report.failed,
+                complete = report.complete,
+                "reconciliation run ended"
+            );
+            inner.emit(HostEvent::Reconciled(report));
+        }
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            kick = kicks.recv() => match kick {
+                Some(t) => pending.push(t),
+                None => return,
+            },
+            _ = retry => {
+                retry_at = None;
+                pending.push(Trigger::Retry);
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// One run: the configured lists (unless the host just applied them), then every known user
+/// behind the current generation, page by page.
+async fn once(
+    inner: &Inner,
+    trigger: Vec<Trigger>,
+    holder: &str,
+    stop: &watch::Receiver<bool>,
+) -> ReconcileReport {
+    let started = Instant::now();
+    let options = inner.reconcile;
+    let manager = inner
+        .manager()
+        .expect("the reconciler runs once started")
+        .clone();
+    let engine = manager.engine();
+    let generation = engine.generation();
+    let mut report = ReconcileReport::new(trigger, generation);
+    let known = manager.known_users();
+    if let Some(known) = known {
+        match known.reconciled().await {
+            Ok(Some(done)) if done == generation => {
+                report.complete = true;
+                report.note = Some("every known user is already at this generation".into());
+                report.duration_ms = ms(started);
+                return report;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reconciler: cannot read the reconciled generation: {e}"),
+        }
+        match known.lease(holder, options.lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                report.note = Some("another worker is running this reconciliation".into());
+                report.duration_ms = ms(started);
+                return report;
+            }
+            Err(e) => tracing::warn!("reconciler: cannot take the lease, running alone: {e}"),
+        }
+    }
+    // The configured lists: start() applied them already.
+    if report.trigger != [super::Trigger::Start] {
+        let setup = manager.setup_all_in(crate::deliver::Lane::Background).await;
+        for list in &setup.lists {
+            match &list.status {
+                Status::Set => report.call("setMyCommands"),
+                Status::Deleted => report.call("deleteMyCommands"),
+                _ => {}
+            }
+        }
+        report.lists_applied = setup.lists.iter().filter(|l| l.status.is_applied()).count() as u64;
+        report.failed += setup.failures().count() as u64;
+        inner.ready.send_replace(setup.is_complete());
+    }
+    let mut interrupted = None;
+    if let Some(known) = known {
+        let forget_after = engine.config().known_users.forget_after_days;
+        let today = crate::state::today();
+        let mut cursor = None;
+        loop {
+            if *stop.borrow() {
+                interrupted = Some("the host is shutting down");
+                break;
+            }
+            if manager.engine().generation() != generation {
+                interrupted = Some("the rules changed again: a new run follows");
+                break;
+            }
+            let (page, next) = match known
+                .behind(generation, cursor.as_ref(), options.page)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!("reconciler: cannot read known users: {e}");
+                    interrupted = Some("the store could not be read");
+                    break;
+                }
+            };
+            let (current, stale): (Vec<KnownUser>, Vec<KnownUser>) = page
+                .into_iter()
+                .partition(|u| forget_after == 0 || u.seen_day + forget_after >= today);
+            for user in stale {
+                if known.forget(user.key()).await.is_ok() {
+                    report.forgotten += 1;
+                }
+            }
+            let contexts: Vec<_> = current.into_iter().map(|u| u.context).collect();
+            let outcomes = manager
+                .reconcile_users(&contexts, options.concurrency)
+                .await;
+            let mut done: Vec<UserKey> = Vec::with_capacity(contexts.len());
+            for (ctx, outcome) in contexts.iter().zip(&outcomes) {
+                report.users_examined += 1;
+                match &outcome.status {
+                    Status::Unchanged => report.unchanged += 1,
+                    Status::Set => report.call("setMyCommands"),
+                    Status::Deleted => report.call("deleteMyCommands"),
+                    Status::Superseded => {
+                        report.deferred += 1;
+                        continue;
+                    }
+                    Status::Failed(_) | Status::StoreFailed(_) => {
+                        report.failed += 1;
+                        continue;
+                    }
+                }
+                done.push(UserKey::of(ctx));
+            }
+            if let Err(e) = known.mark(&done, generation).await {
+                tracing::warn!("reconciler: cannot mark users (they are walked again): {e}");
+                report.failed += done.len() as u64;
+            }
+            if let Err(e) = known.lease(holder, options.lease).await {
+                tracing::warn!("reconciler: cannot renew the lease: {e}");
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        report.complete = interrupted.is_none() && report.failed == 0 && report.deferred == 0;
+        if report.complete
+            && let Err(e) = known.set_reconciled(generation).await
+        {
+            tracing::warn!("reconciler: cannot record the reconciled generation: {e}");
+        }
+        let _ = known.release_lease(holder).await;
+    } else {
+        report.complete = report.failed == 0;
+    }
+    report.note = interrupted.map(str::to_string);
+    report.duration_ms = ms(started);
+    report
+}
+
+fn ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
+}
