@@ -5,6 +5,10 @@
 //! Telegram's error shape, stores lists per (scope, language) and answers "which list does this
 //! user see" with the same precedence module the planner uses. Control endpoints under
 //! `/_emulator/` count and log calls (with times, for pace checks), inject faults and reset state.
+//!
+//! Enough of the updates side for a real bot framework (a teloxide `Dispatcher`) to run
+//! against it: `getUpdates` with long polling (`offset`, `timeout`), `sendMessage`,
+//! `deleteWebhook`, and `POST /_emulator/updates` to make a user write to the bot.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -27,14 +31,21 @@ use crate::menu::BotCommand;
 use crate::scope::{ChatType, Lang, ListKey, Scope, Viewer};
 
 /// The Bot API methods served, by canonical name; requests match them case-insensitively.
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 10] = [
     "getMe",
     "setMyCommands",
     "getMyCommands",
     "deleteMyCommands",
     "setChatMenuButton",
     "getChatMenuButton",
+    "getUpdates",
+    "sendMessage",
+    "deleteWebhook",
+    "getWebhookInfo",
 ];
+
+/// Longest a `getUpdates` waits for an update.
+const MAX_POLL: Duration = Duration::from_secs(50);
 
 /// A fault to inject into the next `count` Bot API calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +98,12 @@ struct EmulatorState {
     log: Vec<CallRecord>,
     faults: VecDeque<Fault>,
     started: Instant,
+    /// Updates not yet confirmed by a `getUpdates` offset past them.
+    updates: VecDeque<Value>,
+    next_update_id: i64,
+    next_message_id: i64,
+    /// What the bot sent with `sendMessage`.
+    sent: Vec<SentMessage>,
 }
 
 impl Default for EmulatorState {
@@ -98,8 +115,35 @@ impl Default for EmulatorState {
             log: Vec::new(),
             faults: VecDeque::new(),
             started: Instant::now(),
+            updates: VecDeque::new(),
+            next_update_id: 1,
+            next_message_id: 1,
+            sent: Vec::new(),
         }
     }
+}
+
+/// A message the bot sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentMessage {
+    pub chat_id: i64,
+    pub text: String,
+}
+
+/// A message a user writes to the bot (`POST /_emulator/updates`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMessage {
+    pub user_id: i64,
+    pub text: String,
+    /// The chat; default: the user's private chat.
+    #[serde(default)]
+    pub chat_id: Option<i64>,
+    #[serde(default)]
+    pub chat_type: Option<ChatType>,
+    #[serde(default)]
+    pub language_code: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
 }
 
 /// A handle on the emulator's state, shared by the HTTP server and in-process callers.
@@ -108,6 +152,8 @@ pub struct Emulator {
     state: Arc<Mutex<EmulatorState>>,
     /// When set, only this bot token is accepted.
     token: Option<Arc<str>>,
+    /// Wakes long polls when an update arrives.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 /// A running server; stops when dropped.
@@ -176,6 +222,8 @@ impl Emulator {
             .route("/_emulator/lists", get(lists_handler))
             .route("/_emulator/faults", post(faults_handler))
             .route("/_emulator/reset", post(reset_handler))
+            .route("/_emulator/updates", post(updates_handler))
+            .route("/_emulator/messages", get(messages_handler))
             .route("/{bot}/{method}", post(method_handler).get(method_handler))
             .with_state(self.clone())
     }
@@ -183,6 +231,91 @@ impl Emulator {
     fn lock(&self) -> MutexGuard<'_, EmulatorState> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `message.user_id` write `message.text` to the bot; answers the update's id.
+    pub fn push_message(&self, message: &UserMessage) -> i64 {
+        let mut state = self.lock();
+        let update_id = state.next_update_id;
+        state.next_update_id += 1;
+        let message_id = state.next_message_id;
+        state.next_message_id += 1;
+        let chat_type = message.chat_type.unwrap_or(ChatType::Private);
+        let chat_id = message.chat_id.unwrap_or(message.user_id);
+        let first_name = message
+            .first_name
+            .clone()
+            .unwrap_or_else(|| format!("User {}", message.user_id));
+        let mut from = json!({"id": message.user_id, "is_bot": false, "first_name": first_name});
+        if let Some(lang) = &message.language_code {
+            from["language_code"] = json!(lang);
+        }
+        let chat = match chat_type {
+            ChatType::Private => {
+                json!({"id": chat_id, "type": "private", "first_name": first_name})
+            }
+            ChatType::Group => json!({"id": chat_id, "type": "group", "title": "Group"}),
+            ChatType::Supergroup => json!({"id": chat_id, "type": "supergroup", "title": "Group"}),
+        };
+        let mut msg = json!({
+            "message_id": message_id,
+            "date": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            "chat": chat,
+            "from": from,
+            "text": message.text,
+        });
+        if let Some(command) = message
+            .text
+            .split_whitespace()
+            .next()
+            .filter(|w| w.starts_with('/'))
+        {
+            msg["entities"] = json!([{"type": "bot_command", "offset": 0, "length": command.encode_utf16().count()}]);
+        }
+        state
+            .updates
+            .push_back(json!({"update_id": update_id, "message": msg}));
+        drop(state);
+        self.arrived.notify_waiters();
+        update_id
+    }
+
+    /// Messages the bot sent, in order.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.lock().sent.clone()
+    }
+
+    /// Updates from `offset` on (those before it are confirmed and dropped), waiting up to
+    /// `timeout` for one to arrive.
+    async fn updates_from(
+        &self,
+        offset: Option<i64>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout.min(MAX_POLL);
+        loop {
+            let arrived = self.arrived.notified();
+            {
+                let mut state = self.lock();
+                if let Some(offset) = offset {
+                    while state
+                        .updates
+                        .front()
+                        .is_some_and(|u| u["update_id"].as_i64().unwrap_or(0) < offset)
+                    {
+                        state.updates.pop_front();
+                    }
+                }
+                if !state.updates.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return state.updates.iter().take(limit).cloned().collect();
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, arrived).await;
+        }
     }
 
     /// The list Telegram would show this viewer, with the key it comes from.
@@ -410,7 +543,8 @@ async fn method_handler(
     };
     let parsed = params(&headers, query, &body);
     let fault = emu.next_fault();
-    {
+    // Long polls are not calls that change anything: they stay out of the counts and log.
+    if method != "getUpdates" {
         let key = match (&parsed, method) {
             (Ok(p), "setMyCommands" | "getMyCommands" | "deleteMyCommands") => {
                 list_key(p).ok().map(|k| k.storage_key())
@@ -456,6 +590,21 @@ async fn method_handler(
                 ),
             };
         }
+    }
+    if method == "getUpdates" {
+        let p = match parsed {
+            Ok(p) => p,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let number = |name: &str| match p.get(name) {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let timeout = Duration::from_secs(number("timeout").unwrap_or(0).max(0) as u64);
+        let limit = number("limit").unwrap_or(100).clamp(1, 100) as usize;
+        let updates = emu.updates_from(number("offset"), timeout, limit).await;
+        return ok(Value::Array(updates));
     }
     match parsed.and_then(|p| call(&emu, method, &p)) {
         Ok(result) => ok(result),
@@ -520,6 +669,33 @@ fn call(
                 .cloned()
                 .unwrap_or(json!({"type": "default"}));
             Ok(button)
+        }
+        "sendMessage" => {
+            let chat = chat_id(p)?.ok_or_else(|| bad_request("chat not found"))?;
+            let text = p
+                .get("text")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad_request("message text is empty"))?
+                .to_string();
+            let mut state = emu.lock();
+            let message_id = state.next_message_id;
+            state.next_message_id += 1;
+            state.sent.push(SentMessage {
+                chat_id: chat,
+                text: text.clone(),
+            });
+            Ok(json!({
+                "message_id": message_id,
+                "date": 0,
+                "chat": {"id": chat, "type": if chat > 0 { "private" } else { "supergroup" }, "first_name": "User", "title": "Group"},
+                "from": {"id": 1_000_001, "is_bot": true, "first_name": "cmdscope emulator", "username": "cmdscope_emulator_bot"},
+                "text": text,
+            }))
+        }
+        "deleteWebhook" => Ok(Value::Bool(true)),
+        "getWebhookInfo" => {
+            Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
         }
         other => unreachable!("METHODS lists {other} but it is not handled"),
     }
@@ -614,6 +790,20 @@ async fn faults_handler(State(emu): State<Emulator>, body: Bytes) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("bad fault: {e}")).into_response(),
     }
+}
+
+async fn updates_handler(State(emu): State<Emulator>, body: Bytes) -> Response {
+    match serde_json::from_slice::<UserMessage>(&body) {
+        Ok(message) => {
+            let update_id = emu.push_message(&message);
+            axum::Json(json!({"ok": true, "update_id": update_id})).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("bad message: {e}")).into_response(),
+    }
+}
+
+async fn messages_handler(State(emu): State<Emulator>) -> Response {
+    axum::Json(json!({ "messages": emu.sent_messages() })).into_response()
 }
 
 async fn reset_handler(State(emu): State<Emulator>) -> Response {

@@ -521,3 +521,126 @@ fn two_sync_users_processes_share_one_redis() {
     assert_eq!(sent(&again), 0);
     assert_eq!(again["unchanged"], 300);
 }
+
+/// The shop example and its plugins (resolver version 1) in `dir`.
+fn shop_folder(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("cmdscope.toml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
+        &config,
+    )
+    .unwrap();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("tiered.wasm"),
+        common::plugin_bytes("tiered-resolver"),
+    )
+    .unwrap();
+    std::fs::write(
+        plugins.join("shop.wasm"),
+        common::plugin_bytes("shop-translator"),
+    )
+    .unwrap();
+    (config, plugins)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_on_one_redis_run_one_reconciliation_per_change() {
+    use cmdscope::Host;
+    use cmdscope::host::{HostEvent, ReconcileOptions, ReconcileReport, Trigger};
+    let Some(redis) = redis() else { return };
+    let running = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, plugins) = shop_folder(dir.path());
+    let state = cmdscope::config::StateBackend::Redis {
+        url: redis.url.clone(),
+        key_prefix: Some(prefix("hosts")),
+    };
+    let worker = || async {
+        Host::builder(&config)
+            .plugins(&plugins)
+            .state(state.clone())
+            .watch_options(cmdscope::plugin::WatchOptions {
+                debounce: Duration::from_millis(50),
+                rescan: Duration::from_millis(500),
+            })
+            .reconcile_options(ReconcileOptions {
+                settle: Duration::from_millis(100),
+                retry_after: Duration::from_millis(300),
+                ..ReconcileOptions::default()
+            })
+            .build()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (worker().await, worker().await);
+    let mut events = [a.subscribe(), b.subscribe()];
+    a.start(common::http_api(&running)).await.unwrap();
+    b.start(common::http_api(&running)).await.unwrap();
+    let users: Vec<UserContext> = (1..=300)
+        .map(|id| {
+            UserContext::private(id)
+                .flag("registered", true)
+                .flag("orders", if id % 10 == 0 { 12 } else { 1 })
+        })
+        .collect();
+    // Half the users write through each worker.
+    let (left, right) = users.split_at(150);
+    a.update_users(left.to_vec(), 8).await;
+    b.update_users(right.to_vec(), 8).await;
+    let calls_before = running.emulator.call_log().len();
+
+    let tmp = plugins.join(".tiered.incoming");
+    std::fs::write(&tmp, common::plugin_bytes("tiered-resolver-v2")).unwrap();
+    std::fs::rename(&tmp, plugins.join("tiered.wasm")).unwrap();
+
+    // Each worker reports until it has a complete run for the new rules.
+    let mut examined = 0;
+    for events in events.iter_mut() {
+        let mut plugin_seen = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("a reconciliation report")
+                .unwrap();
+            let HostEvent::Reconciled(ReconcileReport {
+                trigger,
+                users_examined,
+                complete,
+                ..
+            }) = event
+            else {
+                continue;
+            };
+            plugin_seen |= trigger.iter().any(|t| matches!(t, Trigger::Plugin { .. }));
+            if plugin_seen {
+                examined += users_examined;
+                if complete {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(examined, 300, "the users were walked once, by one worker");
+    let sent: Vec<String> = running.emulator.call_log()[calls_before..]
+        .iter()
+        .filter(|c| c.method == "setMyCommands")
+        .filter_map(|c| c.key.clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(sent.len(), 30, "one call per loyal user: {sent:?}");
+    assert_eq!(distinct.len(), 30);
+    for u in &users {
+        let premium = running
+            .emulator
+            .effective(&u.viewer())
+            .1
+            .iter()
+            .any(|c| c.command == "deals");
+        assert_eq!(premium, u.user_id % 10 == 0, "user {}", u.user_id);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -42,6 +42,9 @@ pub struct HttpOptions {
     pub api_key: Option<String>,
     /// Longest a write request may take before it is answered 503 (default 60 s).
     pub request_timeout: Option<Duration>,
+    /// Serve `/metrics`, installing cmdscope's Prometheus recorder when the router is made
+    /// (a process has one global recorder: leave this off if the bot installs its own).
+    pub metrics: bool,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for HttpOptions {
         f.debug_struct("HttpOptions")
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("request_timeout", &self.request_timeout)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -58,6 +62,7 @@ struct App {
     host: Host,
     key_digest: Option<[u8; 32]>,
     timeout: Duration,
+    metrics: bool,
 }
 
 /// Most contexts one request may carry.
@@ -65,10 +70,16 @@ pub const MAX_BATCH: usize = 10_000;
 
 /// Every route, with the host as state.
 pub fn router(host: &Host, options: HttpOptions) -> Router {
+    // Installed now, so every series is counted from the start.
+    #[cfg(feature = "prometheus")]
+    let metrics = options.metrics && crate::metrics::prometheus().is_ok();
+    #[cfg(not(feature = "prometheus"))]
+    let metrics = false;
     let app = App {
         host: host.clone(),
         key_digest: options.api_key.as_deref().map(digest),
         timeout: options.request_timeout.unwrap_or(Duration::from_secs(60)),
+        metrics,
     };
     let writes = Router::new()
         .route("/v1/users", post(update_users))
@@ -79,7 +90,7 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
         .route("/v1/preview", get(preview))
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .route("/", get(status_page))
         .route("/status.json", get(status_json))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", None) })
@@ -445,18 +456,19 @@ async fn healthz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics() -> Response {
-    #[cfg(feature = "prometheus")]
-    match crate::metrics::prometheus() {
-        Ok(handle) => return handle.render().into_response(),
-        Err(e) => return error(StatusCode::NOT_FOUND, &e, None),
+async fn metrics_page(State(app): State<App>) -> Response {
+    if !app.metrics {
+        return error(
+            StatusCode::NOT_FOUND,
+            "metrics are not served here (HttpOptions::metrics, feature `prometheus`)",
+            None,
+        );
     }
-    #[allow(unreachable_code)]
-    error(
-        StatusCode::NOT_FOUND,
-        "built without the `prometheus` feature",
-        None,
-    )
+    #[cfg(feature = "prometheus")]
+    if let Ok(handle) = crate::metrics::prometheus() {
+        return handle.render().into_response();
+    }
+    error(StatusCode::NOT_FOUND, "no metrics recorder", None)
 }
 
 fn escape(text: &str) -> String {
@@ -704,13 +716,11 @@ mod tests {
         assert!(same_digest(&digest("s3cret"), &digest("s3cret")));
         assert!(!same_digest(&digest("s3cret"), &digest("s3cres")));
         assert!(!same_digest(&digest(""), &digest("s3cret")));
-        let debug = format!(
-            "{:?}",
-            HttpOptions {
-                api_key: Some("s3cret".into()),
-                request_timeout: None
-            }
-        );
+        let options = HttpOptions {
+            api_key: Some("s3cret".into()),
+            ..HttpOptions::default()
+        };
+        let debug = format!("{options:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
     }
 }

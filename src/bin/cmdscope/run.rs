@@ -180,6 +180,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let options = HttpOptions {
         api_key: args.api_key.clone(),
         request_timeout: None,
+        metrics: true,
     };
     let (bound, server) = http::serve(&host, args.listen, options, std::future::pending()).await?;
     eprintln!(

@@ -156,7 +156,20 @@ pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> 
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.users.display()))?;
     let (users, invalid) = parse_users(&text, &args.users);
     let engine = Arc::new(crate::engine_for(loaded.config, args.plugins.as_deref())?);
-    let manager = args.connection.manager(engine)?;
+    // With a lasting store, the users become known users: a `serve` on the same store brings
+    // them to later rule changes without a message of theirs.
+    let lasting = !matches!(
+        args.connection.backend(engine.config())?,
+        StateBackend::Memory
+    );
+    let known = engine.config().known_users;
+    let manager =
+        args.connection
+            .manager(engine)?
+            .with_known_users(cmdscope::manager::KnownUserPolicy {
+                remember: lasting && known.max > 0,
+                max: known.max,
+            });
 
     let progress = ProgressBar::new(users.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} users  {per_sec}  eta {eta}  {msg}")

@@ -1,0 +1,480 @@
+//! `cmdscope serve` as operators run it: the JSON API over HTTP with an API key, server-sent
+//! events, `/healthz`, `/metrics`, SIGTERM; and a `kill -9` in the middle of a reconciliation
+//! of 5,000 users, then a restart that finishes the job and sends no list twice.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use cmdscope::UserContext;
+use cmdscope::emulator::RunningEmulator;
+use cmdscope::state::{FileStore, StateStore};
+
+use common::process::BIN;
+use common::{TOKEN, emulator, plugin_bytes};
+
+const KEY: &str = "test-api-key";
+
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shop config and plugins (resolver version 1) in `dir`.
+fn shop(dir: &Path) -> (PathBuf, PathBuf) {
+    let config = dir.join("cmdscope.toml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
+        &config,
+    )
+    .unwrap();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("tiered.wasm"), plugin_bytes("tiered-resolver")).unwrap();
+    std::fs::write(plugins.join("shop.wasm"), plugin_bytes("shop-translator")).unwrap();
+    (config, plugins)
+}
+
+fn serve(running: &RunningEmulator, config: &Path, plugins: &Path, extra: &[&str]) -> Serve {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--no-compiled-cache",
+        ])
+        .args([
+            "--token",
+            TOKEN,
+            "--api-url",
+            &running.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("CMDSCOPE_API_KEY", KEY)
+        .env("CMDSCOPE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "serve exited");
+        if let Some(rest) = line.strip_prefix("cmdscope serving on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    Serve { child, url }
+}
+
+async fn wait_healthy(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = client
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 503, "not yet applied");
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn post(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    key: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = client.post(format!("{url}{path}"));
+    match key {
+        Some(k) => request.bearer_auth(k),
+        None => request,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_the_api_with_a_key_streams_events_and_stops_on_sigterm() {
+    let running = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, plugins) = shop(dir.path());
+    let server = serve(&running, &config, &plugins, &[]);
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    wait_healthy(&client, &url).await;
+
+    // Writes need the key.
+    let ctx = json!({"user_id": 5, "language_code": "en", "flags": {"registered": true}});
+    for key in [None, Some("wrong")] {
+        let r = post(&client, &url, "/v1/users", key)
+            .json(&ctx)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{key:?}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
+    }
+    let r = post(&client, &url, "/v1/users", Some(KEY))
+        .json(&ctx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let one: Value = r.json().await.unwrap();
+    assert_eq!(one["profile"], "user", "{one}");
+    assert_eq!(one["source"], "tiered-resolver");
+    assert_eq!(one["status"], "set");
+    assert!(
+        one["menu"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["command"] == "cart")
+    );
+
+    // A list: the bad contexts are answered with the field named, the others processed.
+    let list = json!([
+        {"user_id": 6, "flags": {"premium": true, "registered": true}},
+        {"user_id": 7, "chat_type": "group"},
+        {"user_id": "eight"},
+        {"user_id": 9},
+    ]);
+    let r = post(&client, &url, "/v1/users", Some(KEY))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let results: Value = r.json().await.unwrap();
+    let results = results["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["profile"], "premium");
+    assert_eq!(results[1]["field"], "chat_id", "{}", results[1]);
+    assert_eq!(results[1]["index"], 1);
+    assert_eq!(results[2]["field"], "user_id", "{}", results[2]);
+    assert_eq!(
+        results[3]["status"], "unchanged",
+        "a guest inherits: no call"
+    );
+    assert_eq!(
+        running
+            .emulator
+            .effective(&UserContext::private(6).viewer())
+            .1[6]
+            .command,
+        "deals"
+    );
+    let r = post(&client, &url, "/v1/users", Some(KEY))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Preview: no call.
+    let calls = running.emulator.calls().total;
+    let preview: Value = client
+        .get(format!(
+            "{url}/v1/preview?user_id=11&flags=registered,premium&language_code=ru"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["profile"], "premium");
+    assert_eq!(running.emulator.calls().total, calls);
+    let bad = client
+        .get(format!("{url}/v1/preview?user_id=11&chat_type=channel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.unwrap()["field"], "chat_type");
+
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("cmdscope_user_updates_total"), "{metrics}");
+
+    // Events: a new resolver version is announced, then its reconciliation.
+    let mut stream = client.get(format!("{url}/v1/events")).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let tmp = plugins.join(".tiered.incoming");
+    std::fs::write(&tmp, plugin_bytes("tiered-resolver-v2")).unwrap();
+    std::fs::rename(&tmp, plugins.join("tiered.wasm")).unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(seen.contains("event: reloaded") && seen.contains("\"trigger\":[{\"kind\":\"plugin\""))
+    {
+        assert!(Instant::now() < deadline, "events so far: {seen}");
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(seen.contains("event: reconciled"), "{seen}");
+
+    // Clear: the user's own list goes.
+    let r = post(&client, &url, "/v1/users/clear", Some(KEY))
+        .json(&json!({"user_id": 6}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        !running
+            .emulator
+            .effective(&UserContext::private(6).viewer())
+            .1
+            .iter()
+            .any(|c| c.command == "deals")
+    );
+
+    // SIGTERM, with an event stream still open: a clean exit.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    drop(stream);
+}
+
+/// 5,000 registered users, one in ten with 10 or more orders: version 2 of the resolver
+/// changes exactly those 500.
+fn users() -> Vec<UserContext> {
+    (1..=5000)
+        .map(|id| {
+            UserContext::private(id)
+                .language("en")
+                .flag("registered", true)
+                .flag("orders", if id % 10 == 0 { 12 } else { 3 })
+        })
+        .collect()
+}
+
+/// Every list key the emulator was asked to set since call `from`, with how many times.
+fn sent(running: &RunningEmulator, from: usize) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for call in &running.emulator.call_log()[from..] {
+        if call.method == "setMyCommands"
+            && let Some(key) = &call.key
+        {
+            *out.entry(key.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_9_mid_reconciliation_is_finished_after_a_restart_sending_nothing_twice() {
+    let running = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, plugins) = shop(dir.path());
+    let state = dir.path().join("state.redb");
+    let users_file = dir.path().join("users.jsonl");
+    let all = users();
+    let text: String = all
+        .iter()
+        .map(|u| serde_json::to_string(u).unwrap() + "\n")
+        .collect();
+    std::fs::write(&users_file, text).unwrap();
+    // The configured lists, then the users (who become known) through the same state file.
+    let out = Command::new(BIN)
+        .args(["apply", "--config", config.to_str().unwrap()])
+        .args(["--plugins", plugins.to_str().unwrap()])
+        .args([
+            "--token",
+            TOKEN,
+            "--api-url",
+            &running.url(),
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["sync-users", "--config", config.to_str().unwrap()])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--users",
+            users_file.to_str().unwrap(),
+        ])
+        .args([
+            "--token",
+            TOKEN,
+            "--api-url",
+            &running.url(),
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .args(["--pace", "100000", "--burst", "1000", "--concurrency", "32"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    {
+        let store = FileStore::open(&state).unwrap();
+        let known = store.known_users().unwrap().count().await.unwrap();
+        assert_eq!(known, 5000, "sync-users remembered every user");
+    }
+
+    // The new rules arrive while serve is down; it starts at 200 calls/s and is killed after
+    // a hundred or so of the 500 calls.
+    let tmp = plugins.join(".tiered.incoming");
+    std::fs::write(&tmp, plugin_bytes("tiered-resolver-v2")).unwrap();
+    std::fs::rename(&tmp, plugins.join("tiered.wasm")).unwrap();
+    let before = running.emulator.call_log().len();
+    let pace = [
+        "--state",
+        state.to_str().unwrap(),
+        "--pace",
+        "200",
+        "--burst",
+        "1",
+    ];
+    let mut first = serve(&running, &config, &plugins, &pace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sent(&running, before).len() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the reconciliation did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+    let at_kill = sent(&running, before);
+    // Lists whose call may have landed without being confirmed: the only ones that may go twice.
+    let uncertain: BTreeSet<String> = {
+        let store = FileStore::open(&state).unwrap();
+        store
+            .entries()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(_, s)| s.pending.is_some())
+            .map(|(k, _)| k.storage_key())
+            .collect()
+    };
+    assert!(uncertain.len() <= 2, "{uncertain:?}");
+    assert!(
+        at_kill.len() < 500,
+        "killed before the end: {}",
+        at_kill.len()
+    );
+
+    let second = serve(&running, &config, &plugins, &pace);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &second.url).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status: Value = client
+            .get(format!("{}/status.json", second.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let done = status["recent_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "reconciled" && e["complete"] == true);
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restart never finished: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(second);
+
+    // Every user right, each changed list sent once (or twice only if it was uncertain).
+    let after = sent(&running, before);
+    let loyal: BTreeSet<String> = all
+        .iter()
+        .filter(|u| u.user_id % 10 == 0)
+        .map(|u| cmdscope::plan::override_key(&u.viewer()).storage_key())
+        .collect();
+    let sent_keys: BTreeSet<String> = after.keys().cloned().collect();
+    let extra: Vec<&String> = sent_keys.difference(&loyal).take(5).collect();
+    let missing: Vec<&String> = loyal.difference(&sent_keys).take(5).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "sent {} lists for {} loyal users; extra {extra:?}, missing {missing:?}",
+        sent_keys.len(),
+        loyal.len()
+    );
+    for (key, times) in &after {
+        assert!(
+            *times == 1 || (*times == 2 && uncertain.contains(key)),
+            "{key} sent {times} times"
+        );
+    }
+    for u in &all {
+        let menu = running.emulator.effective(&u.viewer()).1;
+        let premium = menu.iter().any(|c| c.command == "deals");
+        assert_eq!(premium, u.user_id % 10 == 0, "user {}", u.user_id);
+    }
+}
