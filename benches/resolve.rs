@@ -68,7 +68,7 @@ fn resolve(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    // What a hit is made of: hashing the context (the cache uses foldhash), one moka lookup.
+    // What a hit is made of: hashing the context (the cache uses foldhash), one cache lookup.
     group.bench_function("cost_hash_context_xxh3", |b| {
         b.iter(|| {
             use std::hash::{Hash, Hasher};
@@ -81,9 +81,26 @@ fn resolve(c: &mut Criterion) {
     group.bench_function("cost_hash_context_foldhash", |b| {
         b.iter(|| std::hash::BuildHasher::hash_one(&state, black_box(&ctx)))
     });
-    let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(1000);
-    moka.insert(7, 7);
-    group.bench_function("cost_moka_get", |b| b.iter(|| moka.get(black_box(&7))));
+    let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(1000);
+    quick.insert(7, 7);
+    group.bench_function("cost_cache_get", |b| b.iter(|| quick.get(black_box(&7))));
+    // The engine's hit path: the cached profile (shared, no allocation) checked against the
+    // config, as an update reads it.
+    let engine = cmdscope::Engine::builder(
+        cmdscope::Config::parse(
+            include_str!("../examples/shop.toml"),
+            cmdscope::config::Format::Toml,
+            "shop.toml",
+        )
+        .unwrap()
+        .config,
+    )
+    .resolver(reused.clone())
+    .engine();
+    engine.resolve(&ctx);
+    group.bench_function("engine_cached_hit", |b| {
+        b.iter(|| engine.resolve(black_box(&ctx)).profile)
+    });
     group.finish();
 }
 

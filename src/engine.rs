@@ -13,15 +13,16 @@ use crate::menu::{Menu, MenuNote, MenuTable};
 use crate::output_cache::{CacheStats, CachedResolver, CachedTranslator};
 use crate::plan::Plan;
 use crate::resolve::{
-    NoTranslator, ResolveError, Resolver, StaticResolver, Translator, UserContext,
+    Name, NoTranslator, ResolveError, Resolver, StaticResolver, Translator, UserContext,
 };
 
 /// Which profile a user got, from where, and why not the resolver's answer if it failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {
-    pub profile: String,
+    /// One of the config's profiles, shared with every other resolution of it.
+    pub profile: Name,
     /// The resolver's name.
-    pub source: String,
+    pub source: Name,
     /// Set when the resolver failed and `default_profile` was used instead.
     pub error: Option<ResolveError>,
 }
@@ -57,7 +58,7 @@ impl EngineBuilder {
         let built = Built::new(&self.config, self.translator.as_ref());
         // Cache the resolver's answers when it can promise they are pure (plugins can) and a
         // call costs more than a lookup: a native rule (77 ns) beats a cache hit (~400 ns),
-        // and an empty moka cache alone holds ~33 KiB.
+        // and an empty cache still costs memory.
         let worth_caching = self.resolver.identity().is_some() && self.resolver.may_block();
         let cache = (self.config.cache.capacity > 0 && worth_caching).then(|| {
             Arc::new(CachedResolver::new(
@@ -69,7 +70,17 @@ impl EngineBuilder {
             Some(c) => c.clone() as Arc<dyn Resolver>,
             None => self.resolver,
         };
+        let profiles = self
+            .config
+            .profiles
+            .keys()
+            .map(|p| Name::from(p.as_str()))
+            .collect();
+        let source = Name::from(resolver.name());
         Engine {
+            profiles,
+            resolutions: crate::metrics::resolutions(&source),
+            source,
             config: self.config,
             built: ArcSwap::from_pointee(built),
             translator: self.translator,
@@ -157,6 +168,11 @@ pub type Generation = u64;
 /// resolver. The config and resolver are fixed; menus and plan are rebuilt when a translator
 /// is hot-swapped ([`Engine::rebuild_menus`], [`Engine::follow_reloads`]).
 pub struct Engine {
+    /// The config's profile names, each allocated once: a resolution is a lookup.
+    profiles: std::collections::HashSet<Name, foldhash::fast::RandomState>,
+    /// The resolver's name.
+    source: Name,
+    resolutions: crate::metrics::Series<crate::metrics::Resolutions>,
     config: Config,
     built: ArcSwap<Built>,
     translator: Arc<dyn Translator>,
@@ -277,17 +293,22 @@ impl Engine {
     /// The user's profile. A resolver error or unknown profile falls back to `default_profile`
     /// and is reported in the resolution (and logged).
     pub fn resolve(&self, ctx: &UserContext) -> Resolution {
-        let started = std::time::Instant::now();
-        self.resolution(ctx, self.resolver.resolve(ctx), started)
+        // A hit is counted, not timed: the latency histogram is of resolver calls.
+        if let Some(profile) = self.cache.as_ref().and_then(|c| c.cached(ctx)) {
+            return self.resolution(ctx, Ok(&profile), None);
+        }
+        let started = crate::metrics::start();
+        let answer = self.resolver.resolve(ctx);
+        self.resolution(ctx, answer.as_deref().map_err(Clone::clone), started)
     }
 
     /// `resolve`, off the async worker threads when the resolver may block (a sandboxed
     /// plugin may run up to its deadline). Cache hits are answered on the spot.
     pub async fn resolve_async(&self, ctx: &UserContext) -> Resolution {
-        let started = std::time::Instant::now();
         if let Some(profile) = self.cache.as_ref().and_then(|c| c.cached(ctx)) {
-            return self.resolution(ctx, Ok(profile), started);
+            return self.resolution(ctx, Ok(&profile), None);
         }
+        let started = crate::metrics::start();
         if !self.resolver.may_block() {
             return self.resolve(ctx);
         }
@@ -296,68 +317,74 @@ impl Engine {
         let result = tokio::task::spawn_blocking(move || resolver.resolve(&owned))
             .await
             .unwrap_or_else(|e| Err(ResolveError::Failed(format!("resolver task failed: {e}"))));
-        self.resolution(ctx, result, started)
+        self.resolution(ctx, result.as_deref().map_err(Clone::clone), started)
     }
 
     /// `resolve_async` for many users: cached answers at once, the rest in one trip off the
     /// async threads (one `resolve_batch`). Resolutions come back in input order.
     pub async fn resolve_many(&self, ctxs: &[UserContext]) -> Vec<Resolution> {
-        let started = std::time::Instant::now();
-        let mut answers: Vec<Option<Result<String, ResolveError>>> = ctxs
-            .iter()
-            .map(|ctx| self.cache.as_ref().and_then(|c| c.cached(ctx)).map(Ok))
-            .collect();
-        let missing: Vec<usize> = (0..ctxs.len()).filter(|&i| answers[i].is_none()).collect();
-        if !missing.is_empty() {
-            let asked: Vec<UserContext> = missing.iter().map(|&i| ctxs[i].clone()).collect();
+        let started = crate::metrics::start();
+        // Cache hits are answered here; the resolver (behind its cache, which answers a batch
+        // without filing it) gets one batch of the rest.
+        let batch = || {
+            let refs: Vec<&UserContext> = ctxs.iter().collect();
+            self.resolver.resolve_batch(&refs)
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let answers: Vec<Result<String, ResolveError>> = if !self.resolver.may_block() {
+            batch()
+        } else if multi_thread {
+            // On this thread, with tokio moving this worker's other tasks to another: no copy
+            // of the page, no hand-off per call. The deadline bounds the time it takes.
+            tokio::task::block_in_place(batch)
+        } else {
             let resolver = self.resolver.clone();
-            let resolve = move || {
-                let refs: Vec<&UserContext> = asked.iter().collect();
+            let owned = ctxs.to_vec();
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&UserContext> = owned.iter().collect();
                 resolver.resolve_batch(&refs)
-            };
-            let results = if self.resolver.may_block() {
-                tokio::task::spawn_blocking(resolve)
-                    .await
-                    .unwrap_or_else(|e| {
-                        let why = ResolveError::Failed(format!("resolver task failed: {e}"));
-                        vec![Err(why); missing.len()]
-                    })
-            } else {
-                resolve()
-            };
-            for (i, result) in missing.into_iter().zip(results) {
-                answers[i] = Some(result);
-            }
-        }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                let why = ResolveError::Failed(format!("resolver task failed: {e}"));
+                vec![Err(why); ctxs.len()]
+            })
+        };
         // Each resolution is timed at its share of the batch.
-        let share = started.elapsed() / (ctxs.len().max(1) as u32);
-        let each = std::time::Instant::now()
-            .checked_sub(share)
-            .unwrap_or(started);
+        let each = started.map(|started| {
+            let share = started.elapsed() / (ctxs.len().max(1) as u32);
+            std::time::Instant::now()
+                .checked_sub(share)
+                .unwrap_or(started)
+        });
+        let mut answers = answers.into_iter();
         ctxs.iter()
-            .zip(answers)
-            .map(|(ctx, answer)| {
-                let answer = answer.unwrap_or_else(|| {
+            .map(|ctx| {
+                let answer = answers.next().unwrap_or_else(|| {
                     Err(ResolveError::Failed(
                         "the resolver gave too few answers".into(),
                     ))
                 });
-                self.resolution(ctx, answer, each)
+                self.resolution(ctx, answer.as_deref().map_err(Clone::clone), each)
             })
             .collect()
     }
 
+    /// The answer checked against the config: a profile it defines (the shared name), else
+    /// `default_profile` with the reason.
     fn resolution(
         &self,
         ctx: &UserContext,
-        result: Result<String, ResolveError>,
-        started: std::time::Instant,
+        result: Result<&str, ResolveError>,
+        started: Option<std::time::Instant>,
     ) -> Resolution {
-        let source = self.resolver.name().to_string();
         // One check of the answer against the config; the metric's outcome follows from it.
         let checked = match result {
-            Ok(profile) if self.config.profiles.contains_key(&profile) => Ok(profile),
-            Ok(unknown) => Err(ResolveError::UnknownProfile(unknown)),
+            Ok(profile) => match self.profiles.get(profile) {
+                Some(name) => Ok(name.clone()),
+                None => Err(ResolveError::UnknownProfile(profile.to_string())),
+            },
             Err(e) => Err(e),
         };
         let outcome = match &checked {
@@ -365,21 +392,25 @@ impl Engine {
             Err(ResolveError::UnknownProfile(_)) => "unknown_profile",
             Err(_) => "error",
         };
-        crate::metrics::resolution(&source, outcome, started.elapsed());
+        self.resolutions.with(|r| r.record(outcome, started));
         let error = match checked {
             Ok(profile) => {
                 return Resolution {
                     profile,
-                    source,
+                    source: self.source.clone(),
                     error: None,
                 };
             }
             Err(e) => e,
         };
-        tracing::warn!(resolver = %source, user_id = ctx.user_id, "{error}; using default profile `{}`", self.config.default_profile);
+        tracing::warn!(resolver = %self.source, user_id = ctx.user_id, "{error}; using default profile `{}`", self.config.default_profile);
         Resolution {
-            profile: self.config.default_profile.clone(),
-            source,
+            profile: self
+                .profiles
+                .get(self.config.default_profile.as_str())
+                .expect("validated: the default profile is defined")
+                .clone(),
+            source: self.source.clone(),
             error: Some(error),
         }
     }

@@ -384,7 +384,7 @@ impl CommandManager {
         let status = self
             .bring(&target.key, target.desired.as_ref(), Force::No, lane, whose)
             .await;
-        crate::metrics::user_update(status.label(), started.elapsed());
+        crate::metrics::user_update(status.label(), started);
         UserOutcome {
             user_id: ctx.user_id,
             resolution,
@@ -403,12 +403,10 @@ impl CommandManager {
         concurrency: usize,
     ) -> BatchReport {
         let before = self.delivery.stats();
-        let mut indexed: Vec<(usize, UserOutcome)> =
-            futures_util::stream::iter(users.into_iter().enumerate())
-                .map(|(i, ctx)| async move { (i, self.update_user(&ctx).await) })
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
+        let mut indexed: Vec<(usize, UserOutcome)> = self
+            .paged(users.into_iter().enumerate(), concurrency)
+            .collect()
+            .await;
         indexed.sort_by_key(|(i, _)| *i);
         let mut summary = BatchSummary::default();
         let outcomes: Vec<UserOutcome> = indexed
@@ -423,15 +421,74 @@ impl CommandManager {
     }
 
     /// `update_users` as a stream of outcomes in completion order, holding none of them: for
-    /// batches too large to keep every outcome.
+    /// batches of any size, in memory that does not grow with it.
     pub fn update_stream<'a>(
         &'a self,
         users: impl IntoIterator<Item = UserContext> + 'a,
         concurrency: usize,
     ) -> impl futures_util::Stream<Item = UserOutcome> + 'a {
+        self.paged(users.into_iter().map(|u| (0, u)), concurrency)
+            .map(|(_, outcome)| outcome)
+    }
+
+    /// The bulk path: users are resolved a page at a time (one trip to the resolver, one
+    /// sandbox crossing with interface 0.2), the next page while this one's lists are brought,
+    /// at most `concurrency` at a time. Items carry an index through.
+    fn paged<'a>(
+        &'a self,
+        users: impl Iterator<Item = (usize, UserContext)> + 'a,
+        concurrency: usize,
+    ) -> impl futures_util::Stream<Item = (usize, UserOutcome)> + 'a {
         futures_util::stream::iter(users)
-            .map(move |ctx| async move { self.update_user(&ctx).await })
+            .chunks(PAGE)
+            .map(move |page| self.resolve_page(page))
+            .buffered(2)
+            .flat_map(futures_util::stream::iter)
+            .map(move |(i, ctx, resolved)| self.apply_resolved(i, ctx, resolved))
             .buffer_unordered(concurrency.max(1))
+    }
+
+    async fn resolve_page(
+        &self,
+        page: Vec<(usize, UserContext)>,
+    ) -> Vec<(usize, UserContext, Resolved)> {
+        let started = std::time::Instant::now();
+        let engine = self.engine.load_full();
+        let generation = engine.generation();
+        let (indices, contexts): (Vec<usize>, Vec<UserContext>) = page.into_iter().unzip();
+        let resolutions = engine.resolve_many(&contexts).await;
+        indices
+            .into_iter()
+            .zip(contexts)
+            .zip(resolutions)
+            .map(|((i, ctx), resolution)| {
+                (
+                    i,
+                    ctx,
+                    Resolved {
+                        resolution,
+                        engine: engine.clone(),
+                        generation,
+                        started,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    async fn apply_resolved(
+        &self,
+        i: usize,
+        ctx: UserContext,
+        r: Resolved,
+    ) -> (usize, UserOutcome) {
+        let whose = Whose::Live(&ctx, r.generation);
+        let span = tracing::debug_span!("update_user", user_id = ctx.user_id, chat_id = ctx.chat());
+        let outcome = self
+            .apply(&ctx, r.resolution, &r.engine, Lane::Live, whose, r.started)
+            .instrument(span)
+            .await;
+        (i, outcome)
     }
 
     /// Removes what `update_user` set for this user: the override without a language and any
@@ -672,6 +729,17 @@ fn only_config_sets(key: &ListKey) -> bool {
         Scope::ChatMember { .. } => false,
         _ => true,
     }
+}
+
+/// Users resolved together on bulk paths.
+pub const PAGE: usize = 256;
+
+/// A user's resolution on a bulk path, with the engine and generation it came from.
+struct Resolved {
+    resolution: Resolution,
+    engine: Arc<Engine>,
+    generation: u64,
+    started: std::time::Instant,
 }
 
 /// Whose update a `bring` is, for the known users.

@@ -10,17 +10,38 @@
 //! - Concurrent misses for one key make one call (single flight); errors are never cached.
 //! - A hot swap changes the identity, so old answers can never be served again; `invalidate_stale`
 //!   (run by the reload hook) also frees them, and only them.
-//! - Bounded by capacity and TTL (moka); hits, misses and evictions are counted.
+//! - Bounded by capacity (quick_cache: sharded, S3-FIFO, no background work) and TTL (checked
+//!   on each hit); hits, misses and evictions are counted.
+//! - A hit costs what it must: the identity's hash is kept (not recomputed from its 64 hex
+//!   characters), the context is hashed once, the profile comes back shared (`Arc<str>`).
+//! - Bulk paths (`resolve_batch`) read the cache but do not fill it: a pass over every user
+//!   would evict what live traffic reads for entries nobody reads again.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use moka::sync::Cache;
-
 use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
 use crate::scope::Lang;
+
+type FastHash = foldhash::fast::RandomState;
+
+/// Milliseconds on the coarse monotonic clock (a few milliseconds' resolution, a few
+/// nanoseconds to read, against ~25 for the precise one): TTLs are minutes to hours, and a
+/// hit must not pay for a precise clock.
+fn coarse_now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    #[cfg(target_os = "linux")]
+    let clock = libc::CLOCK_MONOTONIC_COARSE;
+    #[cfg(not(target_os = "linux"))]
+    let clock = libc::CLOCK_MONOTONIC;
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
 
 /// Bounds of an output cache (`[cache]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,117 +81,122 @@ struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     bypassed: AtomicU64,
-    evictions: AtomicU64,
+    evictions: Arc<AtomicU64>,
 }
 
 impl Counters {
-    fn snapshot<K, V, S>(&self, cache: &Cache<K, V, S>) -> CacheStats
-    where
-        K: std::hash::Hash + Eq + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-        S: BuildHasher + Clone + Send + Sync + 'static,
-    {
-        cache.run_pending_tasks();
+    fn snapshot(&self, entries: usize) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             bypassed: self.bypassed.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
-            entries: cache.entry_count(),
+            entries: entries as u64,
         }
     }
 }
 
-/// A moka cache bounded by `settings` (capacity, TTL) that counts evictions into `counters`;
-/// closures may invalidate entries (per user, per stale version).
-fn bounded<K, V, S>(settings: &CacheSettings, counters: &Arc<Counters>, hasher: S) -> Cache<K, V, S>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    S: BuildHasher + Clone + Send + Sync + 'static,
-{
-    let evictions = counters.clone();
-    let mut builder = Cache::builder()
-        .max_capacity(settings.capacity)
-        .support_invalidation_closures()
-        .eviction_listener(move |_key, _value, cause| {
-            if cause.was_evicted() {
-                evictions.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    if let Some(ttl) = settings.ttl {
-        builder = builder.time_to_live(ttl);
+/// Counts what the cache evicts for room.
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl<K, V> quick_cache::Lifecycle<K, V> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut Self::RequestState, _: K, _: V) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
-    builder.build_with_hasher(hasher)
+}
+
+/// A bounded cache of `capacity` entries (at least one) that counts evictions.
+type Bounded<K, V> =
+    quick_cache::sync::Cache<K, V, quick_cache::UnitWeighter, FastHash, CountEvictions>;
+
+fn bounded<K, V>(settings: &CacheSettings, counters: &Counters) -> Bounded<K, V>
+where
+    K: Eq + std::hash::Hash,
+    V: Clone,
+{
+    let capacity = settings.capacity.max(1) as usize;
+    quick_cache::sync::Cache::with(
+        capacity,
+        capacity as u64,
+        quick_cache::UnitWeighter,
+        FastHash::default(),
+        CountEvictions(counters.evictions.clone()),
+    )
 }
 
 /// One cached answer, with what it was computed from (checked on every hit, so a key
-/// collision can never serve a wrong answer).
+/// collision can never serve a wrong answer), and when it stops being served.
 struct Entry {
     identity: Arc<str>,
     ctx: UserContext,
     profile: Arc<str>,
+    /// On the coarse clock ([`coarse_now_ms`]).
+    expires_ms: Option<u64>,
+}
+
+impl Entry {
+    fn expired(&self) -> bool {
+        self.expires_ms.is_some_and(|at| at <= coarse_now_ms())
+    }
 }
 
 /// A [`Resolver`] with an output cache in front.
 pub struct CachedResolver {
     inner: Arc<dyn Resolver>,
-    cache: Cache<u64, Arc<Entry>>,
+    cache: Bounded<u64, Arc<Entry>>,
+    ttl: Option<Duration>,
     /// Seeded per cache, so nobody can aim for collisions (which would only cost a call anyway:
     /// every hit is re-checked against the full context).
-    hasher: foldhash::fast::RandomState,
-    counters: Arc<Counters>,
-}
-
-/// Why the fill closure produced nothing to cache.
-#[derive(Debug, Clone)]
-enum NotCached {
-    /// The resolver failed: errors are never cached.
-    Failed(ResolveError),
-    /// Another version answered (a swap between lookup and call): not filed, but returned.
-    OtherVersion(String),
+    hasher: FastHash,
+    counters: Counters,
+    lookups: crate::metrics::Series<crate::metrics::CacheLookups>,
 }
 
 impl CachedResolver {
     pub fn new(inner: Arc<dyn Resolver>, settings: &CacheSettings) -> CachedResolver {
-        let counters = Arc::new(Counters::default());
+        let counters = Counters::default();
         CachedResolver {
+            lookups: crate::metrics::cache_lookups(inner.name()),
             inner,
-            // The key is already a hash; the map's own hasher barely matters.
-            cache: bounded(settings, &counters, std::hash::RandomState::new()),
-            hasher: foldhash::fast::RandomState::default(),
+            cache: bounded(settings, &counters),
+            ttl: settings.ttl,
+            hasher: FastHash::default(),
             counters,
         }
     }
 
-    /// foldhash, not xxh3: the context hashes as a dozen small writes, where xxh3's streaming
-    /// state cost ~175 ns and foldhash a fraction of it (`cargo bench --bench resolve`).
+    /// foldhash over the identity and the context: the context hashes as a dozen small
+    /// writes, where xxh3's streaming state cost ~175 ns (`cargo bench --bench resolve`). Of
+    /// the identity only its length and first 16 bytes are hashed (a plugin's is a sha256 in
+    /// hex: 64 bits of it tell versions apart); identities sharing those would share keys, and
+    /// the check of the whole identity on every hit turns that into a miss, never a wrong
+    /// answer.
     fn key(&self, identity: &str, ctx: &UserContext) -> u64 {
-        self.hasher.hash_one((identity, ctx))
+        let head = &identity.as_bytes()[..identity.len().min(16)];
+        std::hash::BuildHasher::hash_one(&self.hasher, (identity.len(), head, ctx))
     }
 
     /// Forgets every answer for this user (e.g. after their flags changed in your database).
     pub fn invalidate_user(&self, user_id: i64) {
-        // Cannot fail: the cache is built with invalidation closures enabled.
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |_, e| e.ctx.user_id == user_id);
+        self.cache.retain(|_, e| e.ctx.user_id != user_id);
     }
 
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// Drops the answers of every version but the current one: what a reload replaced.
     pub fn invalidate_stale(&self) {
         let current = self.inner.identity();
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |_, e| Some(&e.identity) != current.as_ref());
+        self.cache
+            .retain(|_, e| Some(&e.identity) == current.as_ref());
     }
 
     pub fn stats(&self) -> CacheStats {
-        self.counters.snapshot(&self.cache)
+        self.counters.snapshot(self.cache.len())
     }
 
     pub fn inner(&self) -> &Arc<dyn Resolver> {
@@ -178,21 +204,25 @@ impl CachedResolver {
     }
 
     /// The cached answer, if there is one, without ever calling the resolver: lets async
-    /// callers answer hits on the spot and move only misses to a blocking thread.
-    pub fn cached(&self, ctx: &UserContext) -> Option<String> {
+    /// callers answer hits on the spot and move only misses to a blocking thread. The profile
+    /// comes back shared: a hit allocates nothing.
+    pub fn cached(&self, ctx: &UserContext) -> Option<Arc<str>> {
         let identity = self.inner.identity()?;
         let e = self.cache.get(&self.key(&identity, ctx))?;
-        if e.identity != identity || e.ctx != *ctx {
+        if !Arc::ptr_eq(&e.identity, &identity) && e.identity != identity {
+            return None;
+        }
+        if e.ctx != *ctx || e.expired() {
             return None;
         }
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::cache_lookup(self.inner.name(), "hit", 1);
-        Some(e.profile.to_string())
+        self.lookups.with(|l| l.hit.increment(1));
+        Some(e.profile.clone())
     }
 
     fn bypass(&self, ctx: &UserContext) -> Result<String, ResolveError> {
         self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::cache_lookup(self.inner.name(), "bypass", 1);
+        self.lookups.with(|l| l.bypass.increment(1));
         self.inner.resolve(ctx)
     }
 }
@@ -207,39 +237,76 @@ impl Resolver for CachedResolver {
             return self.bypass(ctx);
         };
         if let Some(profile) = self.cached(ctx) {
-            return Ok(profile);
+            return Ok(profile.to_string());
         }
         let key = self.key(&identity, ctx);
-        let mut filled_here = false;
-        let result = self.cache.try_get_with(key, || {
-            filled_here = true;
-            self.counters.misses.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::cache_lookup(self.inner.name(), "miss", 1);
-            match self.inner.resolve_identified(ctx) {
-                (Some(answered), Ok(profile)) if answered == identity => Ok(Arc::new(Entry {
-                    identity: identity.clone(),
-                    ctx: ctx.clone(),
-                    profile: Arc::from(profile),
-                })),
-                (_, Ok(profile)) => Err(NotCached::OtherVersion(profile)),
-                (_, Err(e)) => Err(NotCached::Failed(e)),
+        // Concurrent misses for one key: one call, the others wait for its answer.
+        use quick_cache::sync::GuardResult;
+        let guard = match self.cache.get_value_or_guard(&key, None) {
+            GuardResult::Value(e) if e.ctx == *ctx && e.identity == identity && !e.expired() => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                self.lookups.with(|l| l.hit.increment(1));
+                return Ok(e.profile.to_string());
             }
-        });
-        match result {
-            // The collision guard: an entry for another context under the same key.
-            Ok(e) if e.ctx != *ctx || e.identity != identity => self.bypass(ctx),
-            Ok(e) => {
-                if !filled_here {
-                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::cache_lookup(self.inner.name(), "hit", 1);
+            GuardResult::Value(e) if e.ctx == *ctx && e.identity == identity => {
+                // Expired: dropped, and filled again below.
+                self.cache.remove(&key);
+                match self.cache.get_value_or_guard(&key, None) {
+                    GuardResult::Guard(guard) => guard,
+                    _ => return self.bypass(ctx),
                 }
-                Ok(e.profile.to_string())
             }
-            Err(not_cached) => match &*not_cached {
-                NotCached::Failed(e) => Err(e.clone()),
-                NotCached::OtherVersion(profile) => Ok(profile.clone()),
-            },
+            // Another context under this key (a collision): not ours to fill.
+            GuardResult::Value(_) | GuardResult::Timeout => return self.bypass(ctx),
+            GuardResult::Guard(guard) => guard,
+        };
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        self.lookups.with(|l| l.miss.increment(1));
+        match self.inner.resolve_identified(ctx) {
+            (Some(answered), Ok(profile)) if answered == identity => {
+                let _ = guard.insert(Arc::new(Entry {
+                    identity,
+                    ctx: ctx.clone(),
+                    profile: Arc::from(profile.as_str()),
+                    expires_ms: self.ttl.map(|ttl| coarse_now_ms() + ttl.as_millis() as u64),
+                }));
+                Ok(profile)
+            }
+            // Another version answered (a swap between lookup and call): returned, not filed.
+            // Errors are never cached. Dropping the guard lets a waiter try itself.
+            (_, answer) => answer,
         }
+    }
+
+    /// Bulk: cached answers are used, but what is missing is asked in one batch and not
+    /// filed. A page of a bulk pass visits each user once; filling the cache with those
+    /// answers would evict the ones live traffic reads, for entries nobody reads again.
+    fn resolve_batch(&self, ctxs: &[&UserContext]) -> Vec<Result<String, ResolveError>> {
+        let mut answers: Vec<Option<Result<String, ResolveError>>> = ctxs
+            .iter()
+            .map(|ctx| self.cached(ctx).map(|p| Ok(p.to_string())))
+            .collect();
+        let missing: Vec<&UserContext> = ctxs
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        if !missing.is_empty() {
+            self.counters
+                .bypassed
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
+            self.lookups
+                .with(|l| l.bypass.increment(missing.len() as u64));
+            let mut fresh = self.inner.resolve_batch(&missing).into_iter();
+            for answer in answers.iter_mut().filter(|a| a.is_none()) {
+                *answer = fresh.next();
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(ResolveError::Failed("no answer".into()))))
+            .collect()
     }
 
     fn may_block(&self) -> bool {
@@ -265,16 +332,16 @@ struct TranslationKey {
 /// [`CachedResolver`]: uncacheable translators and failed calls are passed through.
 pub struct CachedTranslator {
     inner: Arc<dyn Translator>,
-    cache: Cache<TranslationKey, Option<Arc<str>>, foldhash::fast::RandomState>,
-    counters: Arc<Counters>,
+    cache: Bounded<TranslationKey, Option<Arc<str>>>,
+    counters: Counters,
 }
 
 impl CachedTranslator {
     pub fn new(inner: Arc<dyn Translator>, settings: &CacheSettings) -> CachedTranslator {
-        let counters = Arc::new(Counters::default());
+        let counters = Counters::default();
         CachedTranslator {
             inner,
-            cache: bounded(settings, &counters, foldhash::fast::RandomState::default()),
+            cache: bounded(settings, &counters),
             counters,
         }
     }
@@ -282,18 +349,17 @@ impl CachedTranslator {
     /// Drops the answers of every version but the current one.
     pub fn invalidate_stale(&self) {
         let current = self.inner.identity();
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |k, _| Some(&k.identity) != current.as_ref());
+        self.cache
+            .retain(|k, _| Some(&k.identity) == current.as_ref());
     }
 
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// `misses` counts keys asked of the translator, `hits` keys answered from the cache.
     pub fn stats(&self) -> CacheStats {
-        self.counters.snapshot(&self.cache)
+        self.counters.snapshot(self.cache.len())
     }
 }
 

@@ -90,6 +90,23 @@ impl UserContext {
                 format!("{path}: {}", e.inner())
             }
         })?;
+        ctx.checked()
+    }
+
+    /// [`from_json`](Self::from_json) from text: parsed straight into a context, and only a
+    /// line that fails is parsed again to name the field.
+    pub fn from_json_str(text: &str) -> Result<UserContext, String> {
+        match serde_json::from_str::<UserContext>(text) {
+            Ok(ctx) => ctx.checked(),
+            Err(e) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value) => UserContext::from_json(value),
+                Err(_) => Err(e.to_string()),
+            },
+        }
+    }
+
+    fn checked(self) -> Result<UserContext, String> {
+        let ctx = self;
         if ctx.chat_type != ChatType::Private && ctx.chat_id.is_none() {
             return Err(format!(
                 "chat_id: a `{}` context needs the group's `chat_id`",
@@ -184,6 +201,96 @@ pub enum ResolveError {
 ///
 /// Implementations should be pure functions of the context: that is what makes caching their
 /// outputs exact.
+/// A profile or resolver name, shared rather than copied: the resolutions of a million users
+/// hold the same few names. Compares, prints and serialises as the text.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(s: Arc<str>) -> Name {
+        Name(s)
+    }
+}
+
+impl From<Name> for Arc<str> {
+    fn from(n: Name) -> Arc<str> {
+        n.0
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 pub trait Resolver: Send + Sync {
     /// A name for reports (`source` in outputs).
     fn name(&self) -> &str;

@@ -126,8 +126,68 @@ async fn method_names_are_case_insensitive_and_form_bodies_work() {
     // teloxide parses getMe too.
     let me = bot(&running).get_me().await.unwrap();
     assert_eq!(me.username(), "cmdscope_emulator_bot");
-    let unknown = client.post(url("sendMessage")).send().await.unwrap();
+    let unknown = client.post(url("sendPhoto")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn get_updates_long_polls_and_offsets_confirm() {
+    let running = emulator().await;
+    let client = reqwest::Client::new();
+    let url = |m: &str| format!("{}bot{}/{m}", running.url(), common::TOKEN);
+    let poll = |offset: i64, timeout: u64| {
+        let (client, url) = (client.clone(), url("getUpdates"));
+        async move {
+            let v: Value = client
+                .post(url)
+                .json(&json!({"offset": offset, "timeout": timeout}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["result"].as_array().unwrap().clone()
+        }
+    };
+    assert!(poll(0, 0).await.is_empty(), "nothing yet, answered at once");
+    // A long poll waits for the user's message.
+    let waiting = tokio::spawn(poll(0, 30));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r: Value = client
+        .post(format!("{}_emulator/updates", running.url()))
+        .json(&json!({"user_id": 7, "text": "/start", "language_code": "ru"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["update_id"].as_i64().unwrap();
+    let got = waiting.await.unwrap();
+    assert_eq!(got.len(), 1);
+    let message = &got[0]["message"];
+    assert_eq!(got[0]["update_id"], id);
+    assert_eq!(message["from"]["language_code"], "ru");
+    assert_eq!(message["chat"]["type"], "private");
+    assert_eq!(message["entities"][0]["type"], "bot_command");
+    // Not confirmed yet: served again; an offset past it confirms it.
+    assert_eq!(poll(0, 0).await.len(), 1);
+    assert!(poll(id + 1, 0).await.is_empty());
+    assert!(poll(0, 0).await.is_empty(), "confirmed updates are gone");
+    // sendMessage is recorded; long polls stay out of the call counts.
+    let sent: Value = client
+        .post(url("sendMessage"))
+        .json(&json!({"chat_id": 7, "text": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["result"]["text"], "hello");
+    assert_eq!(running.emulator.sent_messages()[0].text, "hello");
+    assert_eq!(running.emulator.calls().by_method.get("getUpdates"), None);
 }
 
 #[tokio::test]

@@ -457,3 +457,104 @@ fn randomness_is_the_same_in_every_call_so_answers_stay_cacheable() {
     let fresh = resolver(&host, "wasi-hog");
     assert_eq!(fresh.resolve(&UserContext::private(9)).unwrap(), first);
 }
+
+/// Contexts of every shape: each flag boolean, integer or text, missing languages, groups,
+/// admins.
+fn corpus(n: i64) -> Vec<UserContext> {
+    let flags = ["banned", "admin", "premium", "registered"];
+    (0..n)
+        .map(|id| {
+            let mut ctx = if id % 4 == 0 {
+                UserContext::in_group(id, -1000 - id % 7)
+            } else {
+                UserContext::private(id)
+            };
+            ctx.is_chat_admin = id % 8 == 0;
+            if id % 5 != 0 {
+                ctx = ctx.language(["en", "ru", "pt-br", "es"][id as usize % 4]);
+            }
+            for (i, flag) in flags.iter().enumerate() {
+                let pick = (id >> (2 * i)) % 4;
+                ctx = match pick {
+                    0 => ctx,
+                    1 => ctx.flag(flag, true),
+                    2 => ctx.flag(flag, id % 3 == 0),
+                    _ => ctx.flag(
+                        flag,
+                        if id % 2 == 0 {
+                            cmdscope::FlagValue::Int(1)
+                        } else {
+                            cmdscope::FlagValue::Text("yes".into())
+                        },
+                    ),
+                };
+            }
+            ctx.flag("orders", id % 20)
+        })
+        .collect()
+}
+
+#[test]
+fn plugins_of_interface_0_1_and_0_2_answer_alike_in_one_host() {
+    let host = host();
+    let new = resolver(&host, "tiered-resolver");
+    let old = resolver(&host, "tiered-resolver-v01");
+    assert_eq!(new.info().interface, "0.2");
+    assert_eq!(old.info().interface, "0.1");
+    let users = corpus(1000);
+    let refs: Vec<&UserContext> = users.iter().collect();
+    let batch_new = new.resolve_batch(&refs);
+    let batch_old = old.resolve_batch(&refs);
+    for (i, u) in users.iter().enumerate() {
+        let one = new.resolve(u);
+        assert_eq!(one, old.resolve(u), "user {i}: {u:?}");
+        assert_eq!(batch_new[i], one, "0.2's resolve-batch agrees with resolve");
+        assert_eq!(batch_old[i], one, "0.1, asked one by one, agrees");
+    }
+    let profiles: std::collections::BTreeSet<String> =
+        batch_new.iter().map(|r| r.clone().unwrap()).collect();
+    assert_eq!(
+        profiles.len(),
+        5,
+        "the corpus reaches every profile: {profiles:?}"
+    );
+
+    let Plugin::Translator(t_new) = host
+        .load_file(&plugin_path("shop-translator"), &PluginSettings::new())
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Plugin::Translator(t_old) = host
+        .load_file(&plugin_path("shop-translator-v01"), &PluginSettings::new())
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(t_old.info().interface, "0.1");
+    let keys = ["shop.start.desc", "shop.deals.desc", "shop.nope.desc"];
+    for lang in ["en", "ru", "es", "de"] {
+        let lang = Lang::parse(lang).unwrap();
+        assert_eq!(
+            t_new.translate_batch(&keys, lang),
+            t_old.translate_batch(&keys, lang)
+        );
+    }
+}
+
+#[test]
+fn a_batch_that_traps_is_asked_again_user_by_user() {
+    let host = host();
+    let r = resolver(&host, "panicking");
+    let users: Vec<UserContext> = [1, 2, 666, 3].map(UserContext::private).to_vec();
+    let refs: Vec<&UserContext> = users.iter().collect();
+    let answers = r.resolve_batch(&refs);
+    assert_eq!(answers.len(), 4);
+    for (u, answer) in users.iter().zip(&answers) {
+        if u.user_id == 666 {
+            assert!(failed(answer.clone()).contains("panicked"), "{answer:?}");
+        } else {
+            assert_eq!(answer.as_deref(), Ok("guest"), "user {}", u.user_id);
+        }
+    }
+}

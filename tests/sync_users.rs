@@ -386,3 +386,62 @@ async fn metrics_are_served_while_running_and_no_log_or_span_holds_the_token() {
         "the token leaked into the log"
     );
 }
+
+/// The bulk path (pages resolved in one sandbox crossing, the cache read but not filled) gives
+/// exactly what the one-user path gives: 10,000 users of every kind, their calls and the menus
+/// Telegram shows them, against `Engine::menu_for` user by user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_users_through_the_bulk_path_match_the_one_user_path() {
+    let running = emulator().await;
+    let plugins = plugin_folder();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.jsonl");
+    let all = users(1..10_001);
+    write_users(&path, &all, &[]);
+    let engine = engine();
+    let needed = needed_keys(&engine, &all);
+    let apply = finish(cli(&["apply"], &running, plugins.path())).await;
+    assert!(apply.status.success());
+    let before = running
+        .emulator
+        .calls()
+        .by_method
+        .get("setMyCommands")
+        .copied()
+        .unwrap_or(0);
+    let out = finish(cli(
+        &[
+            "sync-users",
+            "--users",
+            path.to_str().unwrap(),
+            "--pace",
+            "100000",
+            "--burst",
+            "1000",
+            "--concurrency",
+            "32",
+        ],
+        &running,
+        plugins.path(),
+    ))
+    .await;
+    let s = summary(&out);
+    assert_eq!(s["users"], 10_000);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(
+        s["applied"],
+        needed.len(),
+        "one call per user whose menu differs"
+    );
+    let calls = running.emulator.calls().by_method["setMyCommands"] - before;
+    assert_eq!(calls as usize, needed.len());
+    let sent: HashSet<String> = running
+        .emulator
+        .call_log()
+        .iter()
+        .filter(|c| c.method == "setMyCommands")
+        .filter_map(|c| c.key.clone())
+        .collect();
+    assert!(needed.is_subset(&sent));
+    assert_all_correct(&running, &engine, &all);
+}

@@ -705,8 +705,8 @@ impl Host {
         UserOutcome {
             user_id: ctx.user_id,
             resolution: Resolution {
-                profile: engine.config().default_profile.clone(),
-                source: String::new(),
+                profile: engine.config().default_profile.as_str().into(),
+                source: "".into(),
                 error: None,
             },
             key: crate::plan::override_key(&ctx.viewer()),

@@ -12,6 +12,7 @@
 mod bindings;
 mod breaker;
 mod cache;
+mod calls;
 mod compile;
 mod files;
 mod instances;
@@ -27,11 +28,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use self::bindings::resolver_world::{ResolverPlugin, ResolverPluginPre};
-use self::bindings::translator_world::{TranslatorPlugin, TranslatorPluginPre};
-use self::bindings::{RESOLVER_EXPORT, TRANSLATOR_EXPORT, wit};
+use self::bindings::{RESOLVER_EXPORTS, TRANSLATOR_EXPORTS};
 use self::breaker::Breaker;
-use self::instances::{CallFailure, Instances};
+use self::calls::{RawInfo, ResolverCalls, TranslatorCalls, Version};
+use self::instances::CallFailure;
 use self::sandbox::Sandbox;
 use crate::config::Config;
 pub use crate::config::SandboxLimits;
@@ -76,6 +76,8 @@ pub struct PluginInfo {
     pub profiles: Vec<String>,
     /// Translators: the locales it has texts for.
     pub locales: Vec<String>,
+    /// The interface version it was built against (`0.2`, `0.1`).
+    pub interface: &'static str,
     /// The file name it was loaded from.
     pub file: String,
     /// Hex sha256 of the component's bytes: its identity.
@@ -110,7 +112,7 @@ pub enum LoadError {
     },
     #[error("imports {} which the sandbox never grants (plugins get no network, HTTP or other host access)", some_of(.0))]
     ForbiddenImport(Vec<String>),
-    #[error("exports neither `{RESOLVER_EXPORT}` nor `{TRANSLATOR_EXPORT}` (it exports: {})", if .0.is_empty() { "nothing".to_string() } else { some_of(.0) })]
+    #[error("exports neither a resolver (`{}`) nor a translator (`{}`); it exports: {}", RESOLVER_EXPORTS[0], TRANSLATOR_EXPORTS[0], if .0.is_empty() { "nothing".to_string() } else { some_of(.0) })]
     NotAPlugin(Vec<String>),
     #[error("cannot be linked: {0}")]
     Link(String),
@@ -258,74 +260,65 @@ impl PluginHost {
             .exports(engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let world = if exports.iter().any(|e| e == RESOLVER_EXPORT) {
-            World::Resolver
-        } else if exports.iter().any(|e| e == TRANSLATOR_EXPORT) {
-            World::Translator
-        } else {
-            return Err(LoadError::NotAPlugin(exports));
+        let exported = |names: &[&str; 2]| {
+            names
+                .iter()
+                .zip([Version::V0_2, Version::V0_1])
+                .find(|(name, _)| exports.iter().any(|e| e == *name))
+                .map(|(_, v)| v)
+        };
+        let (world, version) = match (exported(&RESOLVER_EXPORTS), exported(&TRANSLATOR_EXPORTS)) {
+            (Some(v), _) => (World::Resolver, v),
+            (None, Some(v)) => (World::Translator, v),
+            (None, None) => return Err(LoadError::NotAPlugin(exports)),
         };
         let pre = self.sandbox.instantiate_pre(&component)?;
-        let placeholder = PluginInfo {
-            name: file.to_string(),
-            version: String::new(),
-            world,
-            profiles: Vec::new(),
-            locales: Vec::new(),
-            file: file.to_string(),
-            sha256,
-            compiled,
+        let info_of = |raw: RawInfo| {
+            let (profiles, locales) = match world {
+                World::Resolver => (raw.items, Vec::new()),
+                World::Translator => (Vec::new(), raw.items),
+            };
+            PluginInfo {
+                name: raw.name,
+                version: raw.version,
+                world,
+                profiles,
+                locales,
+                interface: version.as_str(),
+                file: file.to_string(),
+                sha256: sha256.clone(),
+                compiled,
+            }
         };
+        let failed_info = |f: CallFailure| LoadError::Info(clip(&f.to_string(), MAX_REASON));
+        let breaker = Breaker::new(
+            self.sandbox.limits.failure_threshold,
+            self.sandbox.limits.cooldown,
+        );
         match world {
             World::Resolver => {
-                let pre =
-                    ResolverPluginPre::new(pre).map_err(|e| LoadError::Link(root_cause(&e)))?;
-                let instances: Instances<ResolverPlugin> =
-                    Instances::new(self.sandbox.clone(), pre, file);
-                let info = instances
-                    .call(|b, s| b.cmdscope_plugin_resolver().call_info(s))
-                    .map_err(|f| LoadError::Info(clip(&f.to_string(), MAX_REASON)))?;
-                let info = PluginInfo {
-                    name: info.name,
-                    version: info.version,
-                    profiles: info.profiles,
-                    ..placeholder
-                };
+                let calls = ResolverCalls::new(self.sandbox.clone(), pre, file, version)?;
+                let info = info_of(calls.info().map_err(failed_info)?);
                 check_info(&info)?;
-                instances.configure(&info.name, settings);
+                calls.configure(&info.name, settings);
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
                     identity: identity(&info, settings),
-                    breaker: Breaker::new(
-                        self.sandbox.limits.failure_threshold,
-                        self.sandbox.limits.cooldown,
-                    ),
-                    instances,
+                    calls_series: crate::metrics::plugin_calls(&info.name),
+                    breaker,
+                    calls,
                     info,
                 })))
             }
             World::Translator => {
-                let pre =
-                    TranslatorPluginPre::new(pre).map_err(|e| LoadError::Link(root_cause(&e)))?;
-                let instances: Instances<TranslatorPlugin> =
-                    Instances::new(self.sandbox.clone(), pre, file);
-                let info = instances
-                    .call(|b, s| b.cmdscope_plugin_translator().call_info(s))
-                    .map_err(|f| LoadError::Info(clip(&f.to_string(), MAX_REASON)))?;
-                let info = PluginInfo {
-                    name: info.name,
-                    version: info.version,
-                    locales: info.locales,
-                    ..placeholder
-                };
+                let calls = TranslatorCalls::new(self.sandbox.clone(), pre, file, version)?;
+                let info = info_of(calls.info().map_err(failed_info)?);
                 check_info(&info)?;
-                instances.configure(&info.name, settings);
+                calls.configure(&info.name, settings);
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
                     identity: identity(&info, settings),
-                    breaker: Breaker::new(
-                        self.sandbox.limits.failure_threshold,
-                        self.sandbox.limits.cooldown,
-                    ),
-                    instances,
+                    calls_series: crate::metrics::plugin_calls(&info.name),
+                    breaker,
+                    calls,
                     info,
                 })))
             }
@@ -519,8 +512,9 @@ pub struct WasmResolver {
     info: PluginInfo,
     /// sha256 of the bytes and of the plugin's settings: what its answers depend on.
     identity: Arc<str>,
-    instances: Instances<ResolverPlugin>,
+    calls: ResolverCalls,
     breaker: Breaker,
+    calls_series: crate::metrics::Series<crate::metrics::PluginCalls>,
 }
 
 impl WasmResolver {
@@ -534,47 +528,107 @@ impl WasmResolver {
     }
 }
 
+/// Users per `resolve-batch` crossing: the whole batch runs under one call deadline.
+const BATCH: usize = 128;
+
+impl WasmResolver {
+    fn admit(&self) -> Result<(), ResolveError> {
+        self.breaker.admit().map_err(|left| {
+            self.calls_series.with(|c| c.record("quarantined"));
+            ResolveError::Failed(format!(
+                "plugin is quarantined after repeated failures ({} s left)",
+                left.as_secs()
+            ))
+        })
+    }
+
+    /// One answer as the engine takes it: an oversized profile is a failure, a refusal's
+    /// message is clipped.
+    fn answer(
+        &self,
+        answer: Result<String, String>,
+    ) -> Result<Result<String, String>, CallFailure> {
+        let max = self.calls.max_output();
+        match answer {
+            Ok(profile) if profile.len() > max => Err(CallFailure::Oversized(profile.len(), max)),
+            Ok(profile) => Ok(Ok(profile)),
+            Err(message) => Ok(Err(clip(&message, max))),
+        }
+    }
+
+    fn record(&self, result: &Result<Result<String, String>, CallFailure>) {
+        self.breaker.record(result.is_ok());
+        self.count(result);
+    }
+
+    fn count(&self, result: &Result<Result<String, String>, CallFailure>) {
+        let outcome = match result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "rejected",
+            Err(failure) => failure.kind(),
+        };
+        self.calls_series.with(|c| c.record(outcome));
+    }
+
+    fn resolution(
+        result: Result<Result<String, String>, CallFailure>,
+    ) -> Result<String, ResolveError> {
+        match result {
+            Ok(Ok(profile)) => Ok(profile),
+            Ok(Err(message)) => Err(ResolveError::Rejected(message)),
+            Err(failure) => Err(ResolveError::Failed(failure.to_string())),
+        }
+    }
+}
+
 impl Resolver for WasmResolver {
     fn name(&self) -> &str {
         &self.info.name
     }
 
     fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
-        self.breaker.admit().map_err(|left| {
-            crate::metrics::plugin_call(&self.info.name, "quarantined");
-            ResolveError::Failed(format!(
-                "plugin is quarantined after repeated failures ({} s left)",
-                left.as_secs()
-            ))
-        })?;
+        self.admit()?;
         let _span =
             tracing::trace_span!("plugin_call", plugin = %self.info.name, function = "resolve")
                 .entered();
-        let wit_ctx = wit::UserContext::from(ctx);
-        let max = self.instances.max_output();
-        let result = self
-            .instances
-            .call(|b, s| b.cmdscope_plugin_resolver().call_resolve(s, &wit_ctx))
-            .and_then(|answer| match answer {
-                Ok(profile) if profile.len() > max => {
-                    Err(CallFailure::Oversized(profile.len(), max))
+        let result = self.calls.resolve(ctx).and_then(|a| self.answer(a));
+        self.record(&result);
+        Self::resolution(result)
+    }
+
+    /// Pages of [`BATCH`] users, one crossing each (interface 0.2). A page that fails as a
+    /// whole (a trap, the deadline) is asked again user by user, so one context that makes
+    /// the plugin fail costs only that user their answer.
+    fn resolve_batch(&self, ctxs: &[&UserContext]) -> Vec<Result<String, ResolveError>> {
+        let mut out = Vec::with_capacity(ctxs.len());
+        for page in ctxs.chunks(BATCH) {
+            if let Err(e) = self.admit() {
+                out.extend(page.iter().map(|_| Err(e.clone())));
+                continue;
+            }
+            let _span = tracing::trace_span!(
+                "plugin_call",
+                plugin = %self.info.name,
+                function = "resolve-batch",
+                users = page.len()
+            )
+            .entered();
+            match self.calls.resolve_batch(page) {
+                Ok(answers) => {
+                    self.breaker.record(true);
+                    for answer in answers {
+                        let result = self.answer(answer);
+                        self.count(&result);
+                        out.push(Self::resolution(result));
+                    }
                 }
-                other => Ok(other),
-            });
-        self.breaker.record(result.is_ok());
-        crate::metrics::plugin_call(
-            &self.info.name,
-            match &result {
-                Ok(Ok(_)) => "ok",
-                Ok(Err(_)) => "rejected",
-                Err(failure) => failure.kind(),
-            },
-        );
-        match result {
-            Ok(Ok(profile)) => Ok(profile),
-            Ok(Err(message)) => Err(ResolveError::Rejected(clip(&message, max))),
-            Err(failure) => Err(ResolveError::Failed(failure.to_string())),
+                Err(failure) => {
+                    tracing::debug!(plugin = %self.info.name, "a batch failed ({failure}); asking user by user");
+                    out.extend(page.iter().map(|ctx| self.resolve(ctx)));
+                }
+            }
         }
+        out
     }
 
     fn may_block(&self) -> bool {
@@ -593,8 +647,9 @@ pub struct WasmTranslator {
     info: PluginInfo,
     /// sha256 of the bytes and of the plugin's settings: what its answers depend on.
     identity: Arc<str>,
-    instances: Instances<TranslatorPlugin>,
+    calls: TranslatorCalls,
     breaker: Breaker,
+    calls_series: crate::metrics::Series<crate::metrics::PluginCalls>,
 }
 
 impl WasmTranslator {
@@ -606,18 +661,16 @@ impl WasmTranslator {
         let _span = tracing::trace_span!("plugin_call", plugin = %self.info.name, function = what)
             .entered();
         if self.breaker.admit().is_err() {
-            crate::metrics::plugin_call(&self.info.name, "quarantined");
+            self.calls_series.with(|c| c.record("quarantined"));
             return None;
         }
         let result = call();
         self.breaker.record(result.is_ok());
-        crate::metrics::plugin_call(
-            &self.info.name,
-            match &result {
-                Ok(_) => "ok",
-                Err(failure) => failure.kind(),
-            },
-        );
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(failure) => failure.kind(),
+        };
+        self.calls_series.with(|c| c.record(outcome));
         match result {
             Ok(r) => Some(r),
             Err(failure) => {
@@ -630,12 +683,9 @@ impl WasmTranslator {
 
 impl Translator for WasmTranslator {
     fn translate(&self, key: &str, language: Lang) -> Option<String> {
-        let max = self.instances.max_output();
+        let max = self.calls.max_output();
         self.guarded("translate", || {
-            let text = self.instances.call(|b, s| {
-                b.cmdscope_plugin_translator()
-                    .call_translate(s, key, language.as_str())
-            })?;
+            let text = self.calls.translate(key, language.as_str())?;
             match text {
                 Some(t) if t.len() > max => Err(CallFailure::Oversized(t.len(), max)),
                 other => Ok(other),
@@ -650,13 +700,10 @@ impl Translator for WasmTranslator {
     }
 
     fn try_translate_batch(&self, keys: &[&str], language: Lang) -> Option<Vec<Option<String>>> {
-        let max = self.instances.max_output();
+        let max = self.calls.max_output();
         let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         self.guarded("translate-batch", || {
-            let texts = self.instances.call(|b, s| {
-                b.cmdscope_plugin_translator()
-                    .call_translate_batch(s, &owned, language.as_str())
-            })?;
+            let texts = self.calls.translate_batch(&owned, language.as_str())?;
             if texts.len() != keys.len() {
                 return Err(CallFailure::Malformed(format!(
                     "{} answers for {} keys",

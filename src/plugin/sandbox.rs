@@ -16,7 +16,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::LoadError;
-use super::bindings::host;
+use super::bindings::{v0_1, v0_2};
 use super::wasi::{CallLog, CallRandom, LogGate, log_line};
 use crate::config::SandboxLimits;
 
@@ -39,7 +39,7 @@ const MAX_RESOURCES: usize = 65_536;
 /// Interfaces a plugin may import. Everything else (sockets, HTTP, anything unknown) is
 /// refused at load with the import's name. Filesystem is linked with zero preopens, clocks
 /// are fixed and randomness is seeded: importing them grants nothing.
-const ALLOWED_IMPORT_PREFIXES: [&str; 7] = [
+const ALLOWED_IMPORT_PREFIXES: [&str; 9] = [
     "wasi:cli/",
     "wasi:io/",
     "wasi:filesystem/",
@@ -47,6 +47,8 @@ const ALLOWED_IMPORT_PREFIXES: [&str; 7] = [
     "wasi:random/",
     "cmdscope:plugin/host@0.1.",
     "cmdscope:plugin/types@0.1.",
+    "cmdscope:plugin/host@0.2.",
+    "cmdscope:plugin/types@0.2.",
 ];
 
 /// The engine configuration every plugin is compiled for; a compile worker builds the same
@@ -80,8 +82,17 @@ struct StoreLog {
     plugin: Mutex<Arc<str>>,
 }
 
+/// A log line's level, whichever interface version sent it.
+#[derive(Clone, Copy)]
+enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
 impl StoreLog {
-    fn write(&self, level: host::LogLevel, message: &str) {
+    fn write(&self, level: Level, message: &str) {
         let line = log_line(message);
         if line.is_empty() {
             return;
@@ -101,10 +112,10 @@ impl StoreLog {
             .clone();
         let plugin = &*plugin;
         match level {
-            host::LogLevel::Debug => tracing::debug!(plugin, "{line}"),
-            host::LogLevel::Info => tracing::info!(plugin, "{line}"),
-            host::LogLevel::Warn => tracing::warn!(plugin, "{line}"),
-            host::LogLevel::Error => tracing::error!(plugin, "{line}"),
+            Level::Debug => tracing::debug!(plugin, "{line}"),
+            Level::Info => tracing::info!(plugin, "{line}"),
+            Level::Warn => tracing::warn!(plugin, "{line}"),
+            Level::Error => tracing::error!(plugin, "{line}"),
         }
     }
 }
@@ -295,15 +306,30 @@ impl WasiView for PluginState {
     }
 }
 
-impl host::Host for PluginState {
-    fn log(&mut self, level: host::LogLevel, message: String) {
-        self.log.write(level, &message);
-    }
+/// The `host` interface, the same in every version: a log line, a setting.
+macro_rules! host_interface {
+    ($($host:ident),*) => {$(
+        impl $host::Host for PluginState {
+            fn log(&mut self, level: $host::LogLevel, message: String) {
+                let level = match level {
+                    $host::LogLevel::Debug => Level::Debug,
+                    $host::LogLevel::Info => Level::Info,
+                    $host::LogLevel::Warn => Level::Warn,
+                    $host::LogLevel::Error => Level::Error,
+                };
+                self.log.write(level, &message);
+            }
 
-    fn setting(&mut self, key: String) -> Option<String> {
-        self.settings.get(&key).cloned()
-    }
+            fn setting(&mut self, key: String) -> Option<String> {
+                self.settings.get(&key).cloned()
+            }
+        }
+    )*};
 }
+
+use v0_1::host as host_v0_1;
+use v0_2::host as host_v0_2;
+host_interface!(host_v0_1, host_v0_2);
 
 /// The engine, the linker and the limits shared by every plugin.
 pub(crate) struct Sandbox {
@@ -319,7 +345,8 @@ impl Sandbox {
 
         let mut linker = Linker::new(&engine);
         super::wasi::add_to_linker(&mut linker)?;
-        host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        host_v0_1::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        host_v0_2::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
         Ok(Sandbox {
             engine,
             linker,
@@ -430,7 +457,7 @@ impl LogStream {
     fn emit(&self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
         for line in text.lines() {
-            self.log.write(host::LogLevel::Info, line);
+            self.log.write(Level::Info, line);
         }
     }
 }

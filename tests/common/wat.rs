@@ -56,7 +56,7 @@ pub fn core_module(h: &Hostile) -> String {
     )
 }
 
-/// A resolver component of `wit/`'s `resolver-plugin` world around `core_module(h)`.
+/// A resolver component of interface 0.1's `resolver-plugin` world around `core_module(h)`.
 pub fn resolver(h: &Hostile) -> Vec<u8> {
     component_of(&core_module(h))
 }
@@ -66,8 +66,8 @@ pub fn component_of(core_wat: &str) -> Vec<u8> {
     let mut module = wat::parse_str(core_wat).expect("the test's WAT parses");
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/wit"))
-        .expect("wit/ parses");
+        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/wit/v0.1"))
+        .expect("wit/v0.1 parses");
     let world = resolve
         .select_world(&[package], Some("resolver-plugin"))
         .expect("the resolver world");

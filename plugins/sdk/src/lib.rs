@@ -18,7 +18,8 @@
 //! export_resolver!(Tiered);
 //! ```
 //!
-//! Build with `cargo build --release --target wasm32-wasip2`: the output `.wasm` is a component.
+//! Build with `cargo build --release --target wasm32-wasip2`: the output `.wasm` is a component
+//! of the current interface (`wit/plugin.wit`, 0.2).
 
 /// Bindings of the `resolver-plugin` world.
 pub mod resolver_world {
@@ -45,7 +46,30 @@ pub mod translator_world {
 pub use resolver_world::cmdscope::plugin::host::{LogLevel, log, setting};
 pub use resolver_world::cmdscope::plugin::types::{ChatType, Flag, FlagValue, UserContext};
 pub use resolver_world::export_resolver;
-pub use resolver_world::exports::cmdscope::plugin::resolver::{Guest as Resolver, ResolverInfo};
+pub use resolver_world::exports::cmdscope::plugin::resolver::ResolverInfo;
+
+/// A resolver: a user context in, a profile name out. `resolve_batch` answers a page of
+/// users in one sandbox crossing (interface 0.2); by default it is `resolve` for each, which
+/// is what it must agree with.
+pub trait Resolver {
+    fn info() -> ResolverInfo;
+    fn resolve(ctx: UserContext) -> Result<String, String>;
+    fn resolve_batch(ctxs: Vec<UserContext>) -> Vec<Result<String, String>> {
+        ctxs.into_iter().map(Self::resolve).collect()
+    }
+}
+
+impl<T: Resolver> resolver_world::exports::cmdscope::plugin::resolver::Guest for T {
+    fn info() -> ResolverInfo {
+        <T as Resolver>::info()
+    }
+    fn resolve(ctx: UserContext) -> Result<String, String> {
+        <T as Resolver>::resolve(ctx)
+    }
+    fn resolve_batch(ctxs: Vec<UserContext>) -> Vec<Result<String, String>> {
+        <T as Resolver>::resolve_batch(ctxs)
+    }
+}
 pub use translator_world::export_translator;
 pub use translator_world::exports::cmdscope::plugin::translator::{
     Guest as Translator, TranslatorInfo,

@@ -1,17 +1,22 @@
 //! `cmdscope demo`: the whole flow on an embedded default, no token, no network. An emulator
-//! runs in process on loopback; teloxide talks real HTTP to it.
+//! runs in process on loopback; teloxide talks real HTTP to it. The host runs as a bot's
+//! would (`cmdscope::Host`), and a second version of the resolver is swapped in while it
+//! runs: the users it moves follow, the others cost nothing.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cmdscope::config::{Config, Format};
 use cmdscope::deliver::TeloxideApi;
 use cmdscope::emulator::Emulator;
+use cmdscope::host::{HostEvent, ReconcileOptions, ReconcileReport, Trigger};
 use cmdscope::manager::{Status, UserOutcome};
+use cmdscope::plugin::WatchOptions;
 use cmdscope::resolve::UserContext;
-use cmdscope::{ChatType, CommandManager};
+use cmdscope::{ChatType, Host};
 
-use super::{engine_for, print_commands};
+use super::print_commands;
 
 /// The example, embedded so the demo needs no files: config and the two example plugins
 /// (built from `plugins/` by the build script).
@@ -33,6 +38,12 @@ const EXAMPLE_PLUGINS: [(&str, &[u8]); 2] = [
     ),
 ];
 
+/// Version 2 of the resolver: a registered user with 10 or more orders is premium.
+const RESOLVER_V2: &[u8] = include_bytes!(concat!(
+    env!("CMDSCOPE_PLUGIN_DIR"),
+    "/tiered_resolver_v2.wasm"
+));
+
 /// A token of the right shape; the emulator accepts it, Telegram never sees it.
 const DEMO_TOKEN: &str = "123456:demo-token-for-the-embedded-emulator";
 
@@ -41,7 +52,8 @@ fn sample_users() -> Vec<UserContext> {
         UserContext::private(1001).language("en"),
         UserContext::private(1002)
             .language("ru")
-            .flag("registered", true),
+            .flag("registered", true)
+            .flag("orders", 12),
         UserContext::private(1003)
             .language("es")
             .flag("registered", true)
@@ -55,7 +67,8 @@ fn sample_users() -> Vec<UserContext> {
             .flag("banned", true),
         UserContext::private(1006)
             .language("pt-br")
-            .flag("registered", true),
+            .flag("registered", true)
+            .flag("orders", 3),
         UserContext::in_group(1007, -100_200).language("en"),
         UserContext::in_group(1008, -100_200)
             .language("ru")
@@ -99,10 +112,14 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
     let config = Config::parse(EXAMPLE_CONFIG, Format::Toml, "examples/shop.toml")
         .map_err(|e| anyhow::anyhow!("embedded example config is invalid:\n{e}"))?
         .config;
-    // Plugins arrive as files in a folder, as an operator would drop them.
-    let plugin_dir = tempfile::tempdir()?;
+    // The config and the plugins arrive as files, as an operator would lay them out.
+    let dir = tempfile::tempdir()?;
+    let config_path = dir.path().join("shop.toml");
+    std::fs::write(&config_path, EXAMPLE_CONFIG)?;
+    let plugin_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugin_dir)?;
     for (file, bytes) in EXAMPLE_PLUGINS {
-        std::fs::write(plugin_dir.path().join(file), bytes)?;
+        std::fs::write(plugin_dir.join(file), bytes)?;
     }
     let running = Emulator::new()
         .require_token(DEMO_TOKEN)
@@ -118,13 +135,24 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
         config.commands.len(),
         config.profiles.len()
     );
-    let engine = engine_for(config, Some(plugin_dir.path()))?;
+    let host = Host::builder(&config_path)
+        .plugins(&plugin_dir)
+        .compiler(cmdscope::plugin::Compiler::this_program()?)
+        .watch_options(WatchOptions {
+            debounce: Duration::from_millis(50),
+            ..WatchOptions::default()
+        })
+        .reconcile_options(ReconcileOptions {
+            settle: Duration::from_millis(50),
+            ..ReconcileOptions::default()
+        })
+        .build()
+        .await?;
+    let mut events = host.subscribe();
     println!("plugins: tiered-resolver and shop-translator, sandboxed WebAssembly components\n");
 
     let api = TeloxideApi::with_api_url(DEMO_TOKEN, &running.url())?;
-    let manager = CommandManager::new(Arc::new(engine), Arc::new(api));
-
-    let report = manager.setup_all().await;
+    let report = host.start(Arc::new(api)).await?;
     let set = report
         .lists
         .iter()
@@ -133,7 +161,7 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
     println!(
         "setup_all: {set} of {} scope lists set, menu button {:?}",
         report.lists.len(),
-        manager.plan().menu_button
+        host.engine().plan().menu_button
     );
     for failure in report.failures() {
         println!("  FAILED {}: {:?}", failure.key, failure.status);
@@ -143,7 +171,7 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
 
     let mut mismatches = 0;
     for ctx in sample_users() {
-        let outcome = manager.update_user(&ctx).await;
+        let outcome = host.update_user(&ctx).await;
         let (_, shown) = emulator.effective(&ctx.viewer());
         let ok = shown[..] == outcome.menu[..];
         mismatches += usize::from(!ok);
@@ -172,14 +200,56 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
     );
 
     for ctx in sample_users() {
-        manager.update_user(&ctx).await;
+        host.update_user(&ctx).await;
     }
     let repeat = emulator.calls().total - after_users;
     println!("same users again: {repeat} Bot API calls (Telegram already has every list)");
 
     let demoted = UserContext::private(1004).language("en");
-    let outcome = manager.update_user(&demoted).await;
+    let outcome = host.update_user(&demoted).await;
     println!("user 1004 loses the admin flag: {}", action(&outcome));
+
+    // A new version of the resolver, dropped into the folder while the bot runs.
+    let mut users = sample_users();
+    users[3] = demoted;
+    let before: Vec<_> = users
+        .iter()
+        .map(|u| emulator.effective(&u.viewer()).1)
+        .collect();
+    println!(
+        "\nswapping in tiered-resolver 2.0.0 while running (a registered user with 10+ orders is premium)..."
+    );
+    let incoming = plugin_dir.join(".tiered_resolver.wasm.incoming");
+    std::fs::write(&incoming, RESOLVER_V2)?;
+    std::fs::rename(&incoming, plugin_dir.join("tiered_resolver.wasm"))?;
+    let run = reconciliation(&mut events).await?;
+    let mut changed = 0;
+    for (u, old) in users.iter().zip(&before) {
+        let (_, now) = emulator.effective(&u.viewer());
+        if now[..] != old[..] {
+            changed += 1;
+            let (resolution, menu) = host.preview(u).await;
+            mismatches += usize::from(menu[..] != now[..]);
+            println!(
+                "user {} now sees the `{}` menu, without writing to the bot:",
+                u.user_id, resolution.profile
+            );
+            print_commands(&now, "    ");
+        }
+    }
+    let calls: Vec<String> = run.calls.iter().map(|(m, n)| format!("{n} {m}")).collect();
+    println!(
+        "reconciliation: {} known users examined, {} changed with {} ({:.0} ms); the other {} needed no call",
+        run.users_examined,
+        changed,
+        if calls.is_empty() {
+            "no call".to_string()
+        } else {
+            calls.join(", ")
+        },
+        run.duration_ms,
+        run.users_examined as usize - changed
+    );
 
     let calls = emulator.calls();
     let by_method: Vec<String> = calls
@@ -192,9 +262,40 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
         calls.total,
         by_method.join(", ")
     );
-    if mismatches > 0 || !report.is_complete() {
+    host.shutdown().await;
+    if mismatches > 0 || !report.is_complete() || !run.complete {
         println!("demo FAILED: {mismatches} users see a menu other than their profile's");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The complete run the new resolver version started.
+async fn reconciliation(
+    events: &mut tokio::sync::broadcast::Receiver<HostEvent>,
+) -> anyhow::Result<ReconcileReport> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut started = false;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the new resolver version was not picked up within a minute")
+            })??;
+        match event {
+            HostEvent::Plugin(e) if e.error.is_some() => {
+                anyhow::bail!("{} rejected: {}", e.file, e.error.unwrap_or_default())
+            }
+            HostEvent::Reconciled(report) => {
+                started |= report
+                    .trigger
+                    .iter()
+                    .any(|t| matches!(t, Trigger::Plugin { .. }));
+                if started && report.complete {
+                    return Ok(report);
+                }
+            }
+            _ => {}
+        }
+    }
 }

@@ -110,6 +110,9 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // Series cost a little on every update: recorded only by the commands that serve them
+    // (`serve`, `watch --http/--metrics`, `sync-users --metrics`), which turn them back on.
+    cmdscope::metrics::set_enabled(false);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,

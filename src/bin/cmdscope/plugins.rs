@@ -164,7 +164,7 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
 fn info_json(info: &PluginInfo) -> Value {
     let mut v = json!({
         "file": info.file, "status": "ok", "name": info.name, "world": info.world.to_string(),
-        "version": info.version, "sha256": info.sha256,
+        "version": info.version, "interface": info.interface, "sha256": info.sha256,
     });
     match info.world {
         cmdscope::plugin::World::Resolver => v["profiles"] = json!(info.profiles),

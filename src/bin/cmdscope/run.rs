@@ -132,6 +132,7 @@ async fn until_stopped(host: &Host) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    cmdscope::metrics::set_enabled(args.metrics.is_some() || args.http.is_some());
     if let Some(addr) = args.metrics {
         cmdscope::metrics::serve_prometheus(addr)
             .await
@@ -158,6 +159,7 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    cmdscope::metrics::set_enabled(true);
     let token = args.connection.token()?.to_string();
     let Some(loaded) = crate::load_or_print(&args.host.config) else {
         return Ok(ExitCode::FAILURE);

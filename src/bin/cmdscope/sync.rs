@@ -1,6 +1,7 @@
 //! `cmdscope sync-users` and the connection options it shares with `apply`: the Bot API
 //! client, the state store and the pace.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -144,6 +145,7 @@ pub(crate) struct SyncUsersArgs {
 }
 
 pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> {
+    cmdscope::metrics::set_enabled(args.metrics.is_some());
     if let Some(addr) = args.metrics {
         cmdscope::metrics::serve_prometheus(addr)
             .await
@@ -152,9 +154,6 @@ pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> 
     let Some(loaded) = crate::load_or_print(&args.config) else {
         return Ok(ExitCode::FAILURE);
     };
-    let text = std::fs::read_to_string(&args.users)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.users.display()))?;
-    let (users, invalid) = parse_users(&text, &args.users);
     let engine = Arc::new(crate::engine_for(loaded.config, args.plugins.as_deref())?);
     // With a lasting store, the users become known users: a `serve` on the same store brings
     // them to later rule changes without a message of theirs.
@@ -171,10 +170,25 @@ pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> 
                 max: known.max,
             });
 
-    let progress = ProgressBar::new(users.len() as u64).with_style(
+    // The file is read as it is processed, never whole: memory does not grow with it. One
+    // quick pass first counts the lines for the progress bar.
+    let open = || {
+        std::fs::File::open(&args.users)
+            .map(std::io::BufReader::new)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.users.display()))
+    };
+    let lines = open()?.lines().count();
+    let progress = ProgressBar::new(lines as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} users  {per_sec}  eta {eta}  {msg}")
             .expect("a valid template"),
     );
+    let invalid = std::cell::Cell::new(0usize);
+    let users = UsersFile {
+        path: &args.users,
+        lines: open()?.lines().enumerate(),
+        invalid: &invalid,
+        progress: &progress,
+    };
     let before = manager.delivery_stats();
     let mut summary = BatchSummary::default();
     let mut outcomes = std::pin::pin!(manager.update_stream(users, args.concurrency));
@@ -184,12 +198,15 @@ pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> 
         }
         summary.count(&outcome);
         progress.inc(1);
-        progress.set_message(format!(
-            "{} applied, {} failed",
-            summary.applied, summary.failed
-        ));
+        if summary.users % 1024 == 0 {
+            progress.set_message(format!(
+                "{} applied, {} failed",
+                summary.applied, summary.failed
+            ));
+        }
     }
     progress.finish_and_clear();
+    let invalid = invalid.get();
     summary.count_calls(&before, &manager.delivery_stats());
 
     let calls = |m: &str| summary.calls.get(m).copied().unwrap_or(0);
@@ -214,28 +231,39 @@ pub(crate) async fn sync_users(args: SyncUsersArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// The users of a JSON-lines file; bad lines are reported with their number and skipped.
-fn parse_users(text: &str, path: &Path) -> (Vec<UserContext>, usize) {
-    let mut users = Vec::new();
-    let mut invalid = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_user(line) {
-            Ok(ctx) => users.push(ctx),
-            Err(why) => {
-                invalid += 1;
-                eprintln!("{}:{}: skipped: {why}", path.display(), i + 1);
-            }
+/// The users of a JSON-lines file, read line by line; a bad line is reported with its number,
+/// counted and skipped.
+struct UsersFile<'a, L> {
+    path: &'a Path,
+    lines: L,
+    invalid: &'a std::cell::Cell<usize>,
+    progress: &'a ProgressBar,
+}
+
+impl<L: Iterator<Item = (usize, std::io::Result<String>)>> Iterator for UsersFile<'_, L> {
+    type Item = UserContext;
+
+    fn next(&mut self) -> Option<UserContext> {
+        loop {
+            let (i, line) = self.lines.next()?;
+            let why = match line {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => match parse_user(&line) {
+                    Ok(ctx) => return Some(ctx),
+                    Err(why) => why,
+                },
+                Err(e) => e.to_string(),
+            };
+            self.invalid.set(self.invalid.get() + 1);
+            self.progress.inc(1);
+            self.progress
+                .suspend(|| eprintln!("{}:{}: skipped: {why}", self.path.display(), i + 1));
         }
     }
-    (users, invalid)
 }
 
 fn parse_user(line: &str) -> Result<UserContext, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    UserContext::from_json(value)
+    UserContext::from_json_str(line)
 }
 
 #[cfg(test)]
@@ -245,9 +273,16 @@ mod tests {
     #[test]
     fn bad_lines_are_counted_and_the_rest_kept() {
         let text = "{\"user_id\":1}\n\nnot json\n{\"user_id\":2,\"chat_type\":\"channel\"}\n{\"user_id\":3,\"chat_type\":\"group\"}\n{\"user_id\":4,\"chat_id\":-1,\"chat_type\":\"group\"}\n";
-        let (users, invalid) = parse_users(text, Path::new("u.jsonl"));
-        assert_eq!(invalid, 3);
-        let ids: Vec<i64> = users.iter().map(|u| u.user_id).collect();
+        let invalid = std::cell::Cell::new(0);
+        let progress = ProgressBar::hidden();
+        let users = UsersFile {
+            path: Path::new("u.jsonl"),
+            lines: std::io::BufRead::lines(text.as_bytes()).enumerate(),
+            invalid: &invalid,
+            progress: &progress,
+        };
+        let ids: Vec<i64> = users.map(|u| u.user_id).collect();
+        assert_eq!(invalid.get(), 3);
         assert_eq!(ids, [1, 4]);
         assert!(
             parse_user("{\"user_id\":2,\"chat_type\":\"channel\"}")
