@@ -317,33 +317,73 @@ impl CommandManager {
         users: &[UserContext],
         concurrency: usize,
     ) -> Vec<UserOutcome> {
+        let started = std::time::Instant::now();
         let engine = self.engine.load_full();
         let resolutions = engine.resolve_many(users).await;
+        let planned: Vec<UserPlan> = users
+            .iter()
+            .zip(resolutions)
+            .map(|(ctx, resolution)| self.plan_user(ctx, resolution, &engine))
+            .collect();
+        // Most users of a run need no call: one read of the whole page tells which (a round
+        // trip per page, not per user, on Redis), and only the others take turns. A user whose
+        // list is pending elsewhere does not hold its menu, so it takes the full path.
+        let keys: Vec<&ListKey> = planned.iter().map(|p| &p.target.key).collect();
+        let held: Vec<bool> = match self.store.load_many(&keys).await {
+            Ok(states) => planned
+                .iter()
+                .zip(&states)
+                .map(|(p, state)| diff(p.target.desired.as_ref(), state).is_none())
+                .collect(),
+            Err(e) => {
+                tracing::warn!("reconciler: cannot read the page's lists, checking each: {e}");
+                vec![false; planned.len()]
+            }
+        };
+        let mut outcomes: Vec<Option<UserOutcome>> = Vec::with_capacity(users.len());
+        let mut due = Vec::new();
+        for ((ctx, planned), held) in users.iter().zip(planned).zip(held) {
+            if held {
+                crate::metrics::user_update(Status::Unchanged.label(), started);
+                outcomes.push(Some(UserOutcome {
+                    user_id: ctx.user_id,
+                    resolution: planned.resolution,
+                    key: planned.target.key,
+                    menu: planned.menu,
+                    has_override: planned.has_override,
+                    status: Status::Unchanged,
+                }));
+            } else {
+                due.push((outcomes.len(), ctx, planned));
+                outcomes.push(None);
+            }
+        }
         // A window of at most `concurrency` updates, in order. A plain loop rather than stream
         // adapters over closures, whose lifetimes rustc cannot prove `Send` here.
         let mut window = futures_util::stream::FuturesOrdered::new();
-        let mut next = users.iter().zip(resolutions);
-        let mut outcomes = Vec::with_capacity(users.len());
+        let mut next = due.into_iter();
         loop {
             while window.len() < concurrency.max(1) {
-                let Some((ctx, resolution)) = next.next() else {
+                let Some((at, ctx, planned)) = next.next() else {
                     break;
                 };
                 let started = std::time::Instant::now();
-                window.push_back(self.apply(
-                    ctx,
-                    resolution,
-                    &engine,
-                    Lane::Background,
-                    Whose::Known(ctx),
-                    started,
-                ));
+                window.push_back(async move {
+                    let outcome = self
+                        .apply_planned(ctx, planned, Lane::Background, Whose::Known(ctx), started)
+                        .await;
+                    (at, outcome)
+                });
             }
             match window.next().await {
-                Some(outcome) => outcomes.push(outcome),
-                None => return outcomes,
+                Some((at, outcome)) => outcomes[at] = Some(outcome),
+                None => break,
             }
         }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every user has an outcome"))
+            .collect()
     }
 
     async fn update_in(&self, ctx: &UserContext, lane: Lane) -> UserOutcome {
@@ -361,6 +401,26 @@ impl CommandManager {
             .await
     }
 
+    /// The user's menu under `resolution` and the key it lives at, from one build of menus and
+    /// plan (even if a translator swap rebuilds them meanwhile).
+    fn plan_user(&self, ctx: &UserContext, resolution: Resolution, engine: &Engine) -> UserPlan {
+        let built = engine.built();
+        let menu = built.menu_of(engine.config(), &resolution.profile, ctx);
+        let plan = &built.plan;
+        let target = plan.user_target(&ctx.viewer(), &menu);
+        // An override is the user's own list, not a configured list at the same key.
+        let has_override = target
+            .desired
+            .as_ref()
+            .is_some_and(|d| plan.get(&target.key).is_none_or(|c| c.commands != *d));
+        UserPlan {
+            resolution,
+            menu,
+            target,
+            has_override,
+        }
+    }
+
     /// Brings the user's own key to the menu of `resolution`.
     async fn apply(
         &self,
@@ -371,16 +431,24 @@ impl CommandManager {
         whose: Whose<'_>,
         started: std::time::Instant,
     ) -> UserOutcome {
-        // Menu and plan from one build, even if a translator swap rebuilds them meanwhile.
-        let built = engine.built();
-        let menu = built.menu_of(engine.config(), &resolution.profile, ctx);
-        let plan = &built.plan;
-        let target = plan.user_target(&ctx.viewer(), &menu);
-        // An override is the user's own list, not a configured list at the same key.
-        let has_override = target
-            .desired
-            .as_ref()
-            .is_some_and(|d| plan.get(&target.key).is_none_or(|c| c.commands != *d));
+        let planned = self.plan_user(ctx, resolution, engine);
+        self.apply_planned(ctx, planned, lane, whose, started).await
+    }
+
+    async fn apply_planned(
+        &self,
+        ctx: &UserContext,
+        planned: UserPlan,
+        lane: Lane,
+        whose: Whose<'_>,
+        started: std::time::Instant,
+    ) -> UserOutcome {
+        let UserPlan {
+            resolution,
+            menu,
+            target,
+            has_override,
+        } = planned;
         let status = self
             .bring(&target.key, target.desired.as_ref(), Force::No, lane, whose)
             .await;
@@ -740,6 +808,14 @@ struct Resolved {
     engine: Arc<Engine>,
     generation: u64,
     started: std::time::Instant,
+}
+
+/// What an update brings a user's chat to.
+struct UserPlan {
+    resolution: Resolution,
+    menu: Menu,
+    target: crate::plan::UserTarget,
+    has_override: bool,
 }
 
 /// Whose update a `bring` is, for the known users.

@@ -21,14 +21,15 @@ use tokio::sync::{mpsc, watch};
 
 use super::{HostEvent, Inner};
 use crate::manager::Status;
-use crate::state::{KnownUser, UserKey};
+use crate::state::KnownUser;
 
 /// How reconciliation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileOptions {
     /// Known users resolved together (one trip to the resolver) and marked together.
     pub page: usize,
-    /// Users brought at once; their calls still go at the bot's pace, behind live updates.
+    /// Users whose menu needs a call brought at once (the others are settled by one read of
+    /// their page); the calls still go at the bot's pace, behind live updates.
     pub concurrency: usize,
     /// When a run leaves users behind, the next run comes this much later.
     pub retry_after: Duration,
@@ -265,7 +266,7 @@ async fn once(
             let outcomes = manager
                 .reconcile_users(&contexts, options.concurrency)
                 .await;
-            let mut done: Vec<UserKey> = Vec::with_capacity(contexts.len());
+            let mut done: Vec<&crate::UserContext> = Vec::with_capacity(contexts.len());
             for (ctx, outcome) in contexts.iter().zip(&outcomes) {
                 report.users_examined += 1;
                 match &outcome.status {
@@ -281,11 +282,16 @@ async fn once(
                         continue;
                     }
                 }
-                done.push(UserKey::of(ctx));
+                done.push(ctx);
             }
-            if let Err(e) = known.mark(&done, generation).await {
-                tracing::warn!("reconciler: cannot mark users (they are walked again): {e}");
-                report.failed += done.len() as u64;
+            // A user whose context changed since the page was read stays behind: their
+            // newer context may have been resolved under the old rules.
+            match known.mark(&done, generation).await {
+                Ok(marked) => report.deferred += done.len() as u64 - marked.min(done.len() as u64),
+                Err(e) => {
+                    tracing::warn!("reconciler: cannot mark users (they are walked again): {e}");
+                    report.failed += done.len() as u64;
+                }
             }
             if let Err(e) = known.lease(holder, options.lease).await {
                 tracing::warn!("reconciler: cannot renew the lease: {e}");

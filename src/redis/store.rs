@@ -28,6 +28,7 @@ pub struct RedisStore {
     dirty: Mutex<HashSet<ListKey>>,
     begin: Script,
     confirm: Script,
+    mark: Script,
 }
 
 /// Records the intent and bumps the version; returns the new version.
@@ -53,6 +54,27 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 "#;
 
+/// Sets the generation of each user (ARGV[2], ARGV[4], ...) whose record still holds the
+/// context given after it: byte 2 and bytes 15 on (Lua counts from 1) of a record.
+const MARK: &str = r#"
+local marked = 0
+for i = 2, #ARGV, 2 do
+  local r = redis.call('HGET', KEYS[1], ARGV[i])
+  if r and (string.sub(r, 2, 2) .. string.sub(r, 15)) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+    marked = marked + 1
+  end
+end
+return marked
+"#;
+
+/// What [`MARK`] compares: a record without its generation and day.
+fn context_part(record: &[u8]) -> Vec<u8> {
+    let mut part = vec![record[1]];
+    part.extend_from_slice(&record[crate::state::CONTEXT_FROM..]);
+    part
+}
+
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -71,6 +93,7 @@ impl RedisStore {
             dirty: Mutex::new(HashSet::new()),
             begin: Script::new(BEGIN),
             confirm: Script::new(CONFIRM),
+            mark: Script::new(MARK),
         }
     }
 
@@ -175,6 +198,36 @@ impl StateStore for RedisStore {
                 Err(e) => {
                     tracing::warn!(list = %key, "redis unavailable, taking the list as uncertain: {e}");
                     UNCERTAIN
+                }
+            })
+        })
+    }
+
+    /// One pipelined round trip for the whole page.
+    fn load_many<'a>(&'a self, keys: &'a [&'a ListKey]) -> StoreFuture<'a, Vec<KeyState>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.flush_dirty().await;
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.cmd("HMGET").arg(self.hash_key(key)).arg("a").arg("p");
+            }
+            let mut conn = self.shared.conn.clone();
+            let answers: Result<Vec<(Option<String>, Option<String>)>, _> =
+                pipe.query_async(&mut conn).await;
+            Ok(match answers {
+                Ok(answers) => answers
+                    .into_iter()
+                    .map(|(applied, pending)| decode(applied, pending))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(
+                        "redis unavailable, taking {} lists as uncertain: {e}",
+                        keys.len()
+                    );
+                    vec![UNCERTAIN; keys.len()]
                 }
             })
         })
@@ -400,18 +453,32 @@ impl KnownUsers for RedisStore {
         })
     }
 
-    fn mark<'a>(&'a self, users: &'a [UserKey], generation: Generation) -> StoreFuture<'a, ()> {
+    fn mark<'a>(
+        &'a self,
+        contexts: &'a [&'a crate::UserContext],
+        generation: Generation,
+    ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            if users.is_empty() {
-                return Ok(());
+            let mut invocation = self.mark.prepare_invoke();
+            invocation
+                .key(self.shared.key(&["users"]))
+                .key(self.shared.key(&["users", "gen"]))
+                .arg(generation);
+            let mut any = false;
+            for ctx in contexts {
+                if let Some(record) = crate::state::encode_user(ctx, 0) {
+                    invocation
+                        .arg(UserKey::of(ctx).to_bytes().as_slice())
+                        .arg(context_part(&record));
+                    any = true;
+                }
             }
-            let mut cmd = redis::cmd("HSET");
-            cmd.arg(self.shared.key(&["users", "gen"]));
-            for key in users {
-                cmd.arg(key.to_bytes().as_slice()).arg(generation);
+            if !any {
+                return Ok(0);
             }
             let mut conn = self.shared.conn.clone();
-            cmd.query_async::<()>(&mut conn)
+            invocation
+                .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.fail(e))
         })

@@ -37,6 +37,18 @@ pub async fn store_contract(store: &dyn StateStore) {
     assert_eq!(state.applied, Some(a), "the confirmed version stays known");
     store.confirm(&key, Intent::Set(b), t).await.unwrap();
     store.begin(&other, Intent::Set(a)).await.unwrap();
+    let never = ListKey::new(Scope::AllGroupChats, None);
+    let many = store.load_many(&[&other, &never, &key]).await.unwrap();
+    assert_eq!(
+        many,
+        vec![
+            store.load(&other).await.unwrap(),
+            KeyState::default(),
+            store.load(&key).await.unwrap()
+        ]
+    );
+    assert!(many[2].holds(Some(b)) && !many[0].holds(Some(a)));
+    assert!(store.load_many(&[]).await.unwrap().is_empty());
     let mut entries = store.entries().await.unwrap();
     entries.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(entries.len(), 2);
@@ -72,9 +84,14 @@ pub async fn known_users_contract(store: &dyn KnownUsers) {
     }
     seen.sort_by_key(|c| c.user_id);
     assert_eq!(seen, (0..10).map(sample).collect::<Vec<_>>());
-    // Mark four: they drop out of the walk for generation 2.
-    let marked: Vec<UserKey> = (0..4).map(|id| UserKey::of(&sample(id))).collect();
-    store.mark(&marked, 2).await.unwrap();
+    // Mark four: they drop out of the walk for generation 2. A fifth was given a newer
+    // context since it was read: it is not marked.
+    let newer = sample(4).flag("registered", false).flag("orders", 99);
+    assert!(!store.remember(&newer, 1).await.unwrap());
+    let read: Vec<UserContext> = (0..5).map(sample).collect();
+    let given: Vec<&UserContext> = read.iter().collect();
+    assert_eq!(store.mark(&given, 2).await.unwrap(), 4);
+    store.remember(&sample(4), 1).await.unwrap();
     let (page, next) = store.behind(2, None, 100).await.unwrap();
     assert_eq!(page.len(), 6);
     assert!(next.is_none());

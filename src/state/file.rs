@@ -1,13 +1,21 @@
 //! [`FileStore`]: applied state in one redb file, so a restarted CLI or bot sends only what
-//! changed or was left unconfirmed. Every write is its own durable transaction (fsync) taken
-//! off the async threads; at Telegram's pace (tens of calls a second) that costs nothing.
+//! changed or was left unconfirmed.
+//!
+//! Writes go through one writer thread that commits them in groups: every write that arrives
+//! while a commit (and its fsync) is under way joins the next one. A write is answered only
+//! once the commit holding it is durable (or, for known users' contexts, written), so the
+//! write-ahead protocol of [`StateStore::begin`] holds, and 32 concurrent deliveries cost one
+//! fsync, not 64.
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
+use tokio::sync::oneshot;
 
 use super::users::{self, Cursor, Generation, KnownUsers, Page, UserKey};
 use super::{Intent, KeyState, StateStore, StoreError, StoreFuture, Ticket};
@@ -23,11 +31,103 @@ const RECONCILED: &str = "reconciled";
 /// Known users: key [`UserKey::to_bytes`], value the record of `users::encode`.
 const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
 
-/// Applied state in a file. One process opens a file at a time (redb locks it).
+/// Writes one commit takes at most: enough to absorb any concurrency a bot uses, few enough
+/// that a commit stays short.
+const MAX_GROUP: usize = 1024;
+
+/// Applied state in a file. One process opens a file at a time (redb locks it); clones share
+/// the file and its writer.
 #[derive(Clone)]
 pub struct FileStore {
     db: Arc<Database>,
     path: PathBuf,
+    writer: Arc<Writer>,
+}
+
+type Output = Box<dyn Any + Send>;
+type Work = Box<dyn FnOnce(&WriteTransaction) -> Result<Output, redb::Error> + Send>;
+
+/// One write waiting for a commit.
+struct Job {
+    work: Work,
+    /// Needs an fsync before it is answered (applied state, marks); `false` for what the bot
+    /// gives again anyway (known users' contexts).
+    durable: bool,
+    reply: oneshot::Sender<Result<Output, String>>,
+}
+
+/// The writer thread; dropping the last handle lets it finish what it holds and joins it, so
+/// the file can be opened again at once.
+struct Writer {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(db: Arc<Database>) -> std::io::Result<Writer> {
+        let (jobs, incoming) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("cmdscope-redb".into())
+            .spawn(move || {
+                while let Ok(first) = incoming.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match incoming.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit(&db, group);
+                }
+            })?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Commits `group` in one transaction, durable when any of it must be. A failure fails every
+/// write of the group: none of it was committed.
+fn commit(db: &Database, group: Vec<Job>) {
+    let durable = group.iter().any(|j| j.durable);
+    let (works, replies): (Vec<Work>, Vec<_>) =
+        group.into_iter().map(|j| (j.work, j.reply)).unzip();
+    let result = (|| -> Result<Vec<Output>, redb::Error> {
+        let mut txn = db.begin_write()?;
+        if !durable {
+            txn.set_durability(Durability::None)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        }
+        let outputs = works
+            .into_iter()
+            .map(|work| work(&txn))
+            .collect::<Result<Vec<_>, _>>()?;
+        txn.commit()?;
+        Ok(outputs)
+    })();
+    match result {
+        Ok(outputs) => {
+            for (reply, output) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(Ok(output));
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
 }
 
 impl FileStore {
@@ -42,9 +142,12 @@ impl FileStore {
         txn.open_table(SETTINGS).map_err(|e| fail(&e))?;
         txn.open_table(USERS).map_err(|e| fail(&e))?;
         txn.commit().map_err(|e| fail(&e))?;
+        let db = Arc::new(db);
+        let writer = Writer::start(db.clone()).map_err(|e| fail(&e))?;
         Ok(FileStore {
-            db: Arc::new(db),
+            db,
             path: path.to_path_buf(),
+            writer: Arc::new(writer),
         })
     }
 
@@ -61,38 +164,53 @@ impl FileStore {
             .unwrap_or_default())
     }
 
-    /// Read-modify-write of one key in one durable transaction, off the async threads.
+    /// Runs `work` in the writer's next commit and answers once that commit is done: durable
+    /// (fsynced) when `durable`; else written, persisted by the next durable commit (a crash
+    /// may lose it).
+    fn submit<'a, T: Send + 'static>(
+        &'a self,
+        durable: bool,
+        work: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            work: Box::new(move |txn| work(txn).map(|t| Box::new(t) as Output)),
+            durable,
+            reply,
+        };
+        let sent = self.writer.jobs.as_ref().map(|jobs| jobs.send(job));
+        Box::pin(async move {
+            if !matches!(sent, Some(Ok(()))) {
+                return Err(self.error("the writer thread has stopped"));
+            }
+            match answer.await {
+                Ok(Ok(output)) => Ok(*output.downcast::<T>().expect("the job's own type")),
+                Ok(Err(e)) => Err(self.error(e)),
+                Err(_) => Err(self.error("the writer thread stopped before committing")),
+            }
+        })
+    }
+
+    /// Read-modify-write of one list's state, durable before it is answered.
     fn write<'a>(
         &'a self,
         key: &'a ListKey,
         change: impl FnOnce(KeyState) -> KeyState + Send + 'static,
     ) -> StoreFuture<'a, ()> {
-        let db = self.db.clone();
         let storage_key = key.storage_key();
-        Box::pin(async move {
-            let result = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-                let txn = db.begin_write()?;
-                {
-                    let mut table = txn.open_table(LISTS)?;
-                    let old = table
-                        .get(storage_key.as_str())?
-                        .map(|v| decode(v.value()))
-                        .unwrap_or_default();
-                    let new = change(old);
-                    if new == KeyState::default() {
-                        table.remove(storage_key.as_str())?;
-                    } else {
-                        table.insert(storage_key.as_str(), encode(&new).as_slice())?;
-                    }
-                }
-                txn.commit()?;
-                Ok(())
-            })
-            .await;
-            match result {
-                Ok(r) => r.map_err(|e| self.error(e)),
-                Err(join) => Err(self.error(join)),
+        self.submit(true, move |txn| {
+            let mut table = txn.open_table(LISTS)?;
+            let old = table
+                .get(storage_key.as_str())?
+                .map(|v| decode(v.value()))
+                .unwrap_or_default();
+            let new = change(old);
+            if new == KeyState::default() {
+                table.remove(storage_key.as_str())?;
+            } else {
+                table.insert(storage_key.as_str(), encode(&new).as_slice())?;
             }
+            Ok(())
         })
     }
 }
@@ -104,6 +222,23 @@ impl StateStore for FileStore {
 
     fn load<'a>(&'a self, key: &'a ListKey) -> StoreFuture<'a, KeyState> {
         let result = self.read(key).map_err(|e| self.error(e));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn load_many<'a>(&'a self, keys: &'a [&'a ListKey]) -> StoreFuture<'a, Vec<KeyState>> {
+        let read = || -> Result<Vec<KeyState>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(LISTS)?;
+            keys.iter()
+                .map(|key| {
+                    Ok(table
+                        .get(key.storage_key().as_str())?
+                        .map(|v| decode(v.value()))
+                        .unwrap_or_default())
+                })
+                .collect()
+        };
+        let result = read().map_err(|e| self.error(e));
         Box::pin(std::future::ready(result))
     }
 
@@ -156,60 +291,19 @@ impl StateStore for FileStore {
     }
 
     fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()> {
-        let db = self.db.clone();
         let button = button.map(str::to_string);
-        Box::pin(async move {
-            let result = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-                let txn = db.begin_write()?;
-                {
-                    let mut table = txn.open_table(SETTINGS)?;
-                    match &button {
-                        Some(b) => table.insert(MENU_BUTTON, b.as_str())?,
-                        None => table.remove(MENU_BUTTON)?,
-                    };
-                }
-                txn.commit()?;
-                Ok(())
-            })
-            .await;
-            match result {
-                Ok(r) => r.map_err(|e| self.error(e)),
-                Err(join) => Err(self.error(join)),
-            }
+        self.submit(true, move |txn| {
+            let mut table = txn.open_table(SETTINGS)?;
+            match &button {
+                Some(b) => table.insert(MENU_BUTTON, b.as_str())?,
+                None => table.remove(MENU_BUTTON)?,
+            };
+            Ok(())
         })
     }
 }
 
 impl FileStore {
-    /// Runs `work` in a write transaction off the async threads. Known users are written
-    /// without an fsync of their own (`durable: false`): the next durable commit (every applied
-    /// list is one) persists them, so a crash loses at most the last few contexts, which the
-    /// bot gives again with its users' next messages.
-    fn users_write<'a, T: Send + 'static>(
-        &'a self,
-        durable: bool,
-        work: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
-    ) -> StoreFuture<'a, T> {
-        let db = self.db.clone();
-        Box::pin(async move {
-            let result = tokio::task::spawn_blocking(move || -> Result<T, redb::Error> {
-                let mut txn = db.begin_write()?;
-                if !durable {
-                    txn.set_durability(Durability::None)
-                        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-                }
-                let out = work(&txn)?;
-                txn.commit()?;
-                Ok(out)
-            })
-            .await;
-            match result {
-                Ok(r) => r.map_err(|e| self.error(e)),
-                Err(join) => Err(self.error(join)),
-            }
-        })
-    }
-
     fn users_read<T>(
         &self,
         read: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
@@ -232,7 +326,7 @@ impl KnownUsers for FileStore {
             return Box::pin(std::future::ready(Ok(false)));
         };
         let key = UserKey::of(ctx).to_bytes();
-        self.users_write(false, move |txn| {
+        self.submit(false, move |txn| {
             let mut table = txn.open_table(USERS)?;
             let old = table.insert(key.as_slice(), record.as_slice())?;
             Ok(old.is_none())
@@ -250,7 +344,7 @@ impl KnownUsers for FileStore {
     }
 
     fn forget(&self, key: UserKey) -> StoreFuture<'_, ()> {
-        self.users_write(false, move |txn| {
+        self.submit(false, move |txn| {
             txn.open_table(USERS)?.remove(key.to_bytes().as_slice())?;
             Ok(())
         })
@@ -293,20 +387,29 @@ impl KnownUsers for FileStore {
         Box::pin(std::future::ready(page))
     }
 
-    fn mark<'a>(&'a self, keys: &'a [UserKey], generation: Generation) -> StoreFuture<'a, ()> {
-        let keys: Vec<[u8; 16]> = keys.iter().map(|k| k.to_bytes()).collect();
-        self.users_write(true, move |txn| {
+    fn mark<'a>(
+        &'a self,
+        contexts: &'a [&'a crate::UserContext],
+        generation: Generation,
+    ) -> StoreFuture<'a, u64> {
+        let given: Vec<([u8; 16], Vec<u8>)> = contexts
+            .iter()
+            .filter_map(|ctx| Some((UserKey::of(ctx).to_bytes(), users::encode(ctx, 0, 0)?)))
+            .collect();
+        self.submit(true, move |txn| {
             let mut table = txn.open_table(USERS)?;
-            for key in &keys {
+            let mut marked = 0;
+            for (key, given) in &given {
                 let record = table.get(key.as_slice())?.map(|v| v.value().to_vec());
                 if let Some(mut record) = record
-                    && record.len() >= users::GENERATION_AT.end
+                    && users::same_context(&record, given)
                 {
                     record[users::GENERATION_AT].copy_from_slice(&generation.to_le_bytes());
                     table.insert(key.as_slice(), record.as_slice())?;
+                    marked += 1;
                 }
             }
-            Ok(())
+            Ok(marked)
         })
     }
 
@@ -327,11 +430,11 @@ impl KnownUsers for FileStore {
 
     /// A durable commit persists every non-durable one before it.
     fn flush(&self) -> StoreFuture<'_, ()> {
-        self.users_write(true, |_| Ok(()))
+        self.submit(true, |_| Ok(()))
     }
 
     fn set_reconciled(&self, generation: Generation) -> StoreFuture<'_, ()> {
-        self.users_write(true, move |txn| {
+        self.submit(true, move |txn| {
             txn.open_table(SETTINGS)?
                 .insert(RECONCILED, generation.to_string().as_str())?;
             Ok(())

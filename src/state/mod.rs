@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 pub use self::file::FileStore;
 pub use self::users::{
-    Cursor, Generation, KnownUser, KnownUsers, MAX_RECORD, Page, UserKey, today,
+    CONTEXT_FROM, Cursor, Generation, KnownUser, KnownUsers, MAX_RECORD, Page, UserKey, today,
 };
 
 /// A known user's record as stores keep it (for stores outside this module).
@@ -93,6 +93,17 @@ pub trait StateStore: Send + Sync {
     /// A short description for reports (`memory`, `file /var/lib/bot.state`).
     fn describe(&self) -> String;
     fn load<'a>(&'a self, key: &'a ListKey) -> StoreFuture<'a, KeyState>;
+    /// The states of many keys at once, in order: what a reconciliation reads for a page of
+    /// users. A shared store answers in one round trip.
+    fn load_many<'a>(&'a self, keys: &'a [&'a ListKey]) -> StoreFuture<'a, Vec<KeyState>> {
+        Box::pin(async move {
+            let mut states = Vec::with_capacity(keys.len());
+            for key in keys {
+                states.push(self.load(key).await?);
+            }
+            Ok(states)
+        })
+    }
     /// Records that a call bringing `key` to `intent` is about to be made. The ticket goes
     /// back to `confirm`: a shared store uses it to refuse a confirmation that a newer intent
     /// overtook (the key then stays uncertain, and is sent again).
@@ -142,6 +153,15 @@ impl StateStore for MemoryStore {
     fn load<'a>(&'a self, key: &'a ListKey) -> StoreFuture<'a, KeyState> {
         let state = self.lock().get(key).copied().unwrap_or_default();
         Box::pin(std::future::ready(Ok(state)))
+    }
+
+    fn load_many<'a>(&'a self, keys: &'a [&'a ListKey]) -> StoreFuture<'a, Vec<KeyState>> {
+        let held = self.lock();
+        let states = keys
+            .iter()
+            .map(|k| held.get(*k).copied().unwrap_or_default())
+            .collect();
+        Box::pin(std::future::ready(Ok(states)))
     }
 
     fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, Ticket> {
