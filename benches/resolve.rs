@@ -43,6 +43,21 @@ fn resolve(c: &mut Criterion) {
         b.iter(|| reused.resolve(black_box(&ctx)).unwrap())
     });
 
+    // One sandbox crossing for a page of 128 users (WIT 0.2 `resolve-batch`): the time per
+    // batch; divide by 128 for the time per user.
+    let page: Vec<UserContext> = (0..128)
+        .map(|id| {
+            UserContext::private(id)
+                .language("en")
+                .flag("registered", id % 3 == 0)
+        })
+        .collect();
+    let refs: Vec<&UserContext> = page.iter().collect();
+    assert!(reused.resolve_batch(&refs).iter().all(Result::is_ok));
+    group.bench_function("wasm_batch_128_users", |b| {
+        b.iter(|| reused.resolve_batch(black_box(&refs)))
+    });
+
     let fresh_host = PluginHost::new(SandboxLimits {
         reuse_instances: false,
         ..SandboxLimits::default()
