@@ -4,7 +4,15 @@
 //! directory, and adds the wasm target with rustup when it is missing (a `rust-toolchain.toml`
 //! alone does not install it on a plain `cargo` call).
 //!
-//! Outputs: `CMDSCOPE_PLUGIN_DIR`, the directory holding every built `<crate_name>.wasm`.
+//! Python and JavaScript guests (`plugins/python/*`, `plugins/js/*` and the same under
+//! `tests/plugins/`) are built with their pinned toolchains (componentize-py from
+//! `plugins/python/requirements.txt`, jco from `plugins/js/package-lock.json`), installed once
+//! into `<target>/guest-toolchains`. Each guest is rebuilt only when its files, the WIT or the
+//! toolchain change. Without `python3` or `node`, or without the package registries, those
+//! guests are skipped with a warning, and the tests that need them say why.
+//!
+//! Outputs: `CMDSCOPE_PLUGIN_DIR`, the directory holding every built `<crate_name>.wasm`, and
+//! `<name>_py.wasm` / `<name>_js.wasm` for the Python and JavaScript guests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,8 +52,12 @@ fn main() {
         );
     }
     let built = plugin_target.join(TARGET).join("release");
+    polyglot::build_all(&manifest_dir, target_root, &built);
     println!("cargo:rustc-env=CMDSCOPE_PLUGIN_DIR={}", built.display());
 }
+
+#[path = "build/polyglot.rs"]
+mod polyglot;
 
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

@@ -235,7 +235,7 @@ fn plugin_folder(names: &[&str]) -> tempfile::TempDir {
 
 #[test]
 fn plugins_check_lists_each_file_or_why_it_was_rejected() {
-    let dir = plugin_folder(&["tiered-resolver", "shop-translator", "socket-importer"]);
+    let dir = plugin_folder(&["tiered-resolver", "shop-translator", "http-importer"]);
     std::fs::write(
         dir.path().join("garbage.wasm"),
         b"\0asm but not really a component",
@@ -267,14 +267,11 @@ fn plugins_check_lists_each_file_or_why_it_was_rejected() {
         (shop["world"].as_str(), shop["locales"].clone()),
         (Some("translator"), serde_json::json!(["en", "ru", "es"]))
     );
-    let sockets = by_file("socket-importer.wasm");
-    assert_eq!(sockets["status"], "rejected");
+    let http = by_file("http-importer.wasm");
+    assert_eq!(http["status"], "rejected");
     assert!(
-        sockets["error"]
-            .as_str()
-            .unwrap()
-            .contains("`wasi:sockets/"),
-        "{sockets}"
+        http["error"].as_str().unwrap().contains("`wasi:http/"),
+        "{http}"
     );
     assert!(
         by_file("garbage.wasm")["error"]
@@ -287,7 +284,7 @@ fn plugins_check_lists_each_file_or_why_it_was_rejected() {
     let text = stdout(&table);
     assert!(text.contains("tiered-resolver.wasm: ok  tiered-resolver resolver 0.1.0  profiles: banned, admin, premium, user, guest"), "{text}");
     assert!(
-        text.contains("socket-importer.wasm: rejected: imports `wasi:sockets/"),
+        text.contains("http-importer.wasm: rejected: imports `wasi:http/"),
         "{text}"
     );
 

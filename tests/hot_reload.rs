@@ -183,12 +183,12 @@ async fn garbage_is_rejected_and_the_last_good_version_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_file_importing_sockets_is_rejected() {
+async fn a_file_importing_http_is_rejected() {
     let mut f = Folder::new().await;
-    f.rename_in("resolver.wasm", &plugin_bytes("socket-importer"));
+    f.rename_in("resolver.wasm", &plugin_bytes("http-importer"));
     let event = f.wait_for(|e| e.event == ReloadKind::Rejected).await;
     assert!(
-        event.error.as_deref().unwrap().contains("`wasi:sockets/"),
+        event.error.as_deref().unwrap().contains("`wasi:http/"),
         "{event:?}"
     );
     assert_eq!(f.resolver().resolve(&user()).unwrap(), "guest");

@@ -216,17 +216,33 @@ fn the_clock_is_fixed() {
 }
 
 #[test]
-fn a_plugin_importing_sockets_is_refused_at_load() {
-    match host().load_file(&plugin_path("socket-importer"), &PluginSettings::new()) {
+fn a_plugin_importing_http_is_refused_at_load() {
+    match host().load_file(&plugin_path("http-importer"), &PluginSettings::new()) {
         Err(LoadError::ForbiddenImport(imports)) => {
             assert!(
-                imports.iter().all(|i| i.starts_with("wasi:sockets/")),
+                imports.iter().any(|i| i.starts_with("wasi:http/")),
                 "{imports:?}"
             );
+            assert!(
+                !imports.iter().any(|i| i.starts_with("wasi:sockets/")),
+                "sockets are linked, denied: {imports:?}"
+            );
             let message = LoadError::ForbiddenImport(imports).to_string();
-            assert!(message.contains("`wasi:sockets/"), "{message}");
+            assert!(message.contains("`wasi:http/"), "{message}");
         }
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_plugin_opening_a_socket_loads_and_its_call_is_denied() {
+    let r = resolver(&host(), "socket-importer");
+    match r.resolve(&UserContext::private(1)) {
+        Err(ResolveError::Failed(why)) => {
+            assert!(why.contains("`wasi:sockets/"), "{why}");
+            assert!(why.contains("denied: plugins get no network"), "{why}");
+        }
+        other => panic!("expected the call to fail, got {other:?}"),
     }
 }
 
@@ -333,7 +349,7 @@ async fn an_unknown_profile_falls_back_to_the_default_profile() {
 fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
     // The tiered resolver declares banned, admin, premium, user and guest; this config has two.
     let config = config(&guest_admin_config("tiered-resolver"));
-    let dir = plugin_folder(&["tiered-resolver", "socket-importer"]);
+    let dir = plugin_folder(&["tiered-resolver", "http-importer"]);
     let host = PluginHost::new(config.sandbox.clone()).unwrap();
     let set = cmdscope::plugin::PluginSet::load(&host, dir.path(), &config).unwrap();
     assert!(set.loaded.is_empty());
@@ -362,7 +378,7 @@ fn a_resolver_that_may_return_undefined_profiles_is_rejected_at_load() {
         "{message}"
     );
     assert!(
-        message.contains("socket-importer.wasm: imports `wasi:sockets/"),
+        message.contains("http-importer.wasm: imports `wasi:http/"),
         "{message}"
     );
 }

@@ -45,7 +45,8 @@ pub struct Config {
     pub resolver: Option<String>,
     /// Translator plugins by name, asked in order; the first answer wins.
     pub translators: Vec<String>,
-    /// `[plugins.<name>]` tables, values as text (strings as-is, others as JSON).
+    /// `[plugins.<name>]` tables, values as text (strings as-is, others as JSON). The keys
+    /// [`PLUGIN_LIMIT_KEYS`] are the host's (one plugin's limits), never shown to the plugin.
     pub plugin_settings: BTreeMap<String, BTreeMap<String, String>>,
     pub sandbox: SandboxLimits,
     /// Resolver output cache (`[cache]`).
@@ -76,6 +77,10 @@ impl Default for KnownUsersSettings {
     }
 }
 
+/// Keys of `[plugins.<name>]` that raise that plugin's own limits (up to `[sandbox]
+/// max_memory_mib` / `max_timeout_ms`) instead of being settings the plugin reads.
+pub const PLUGIN_LIMIT_KEYS: [&str; 2] = ["memory_mib", "timeout_ms"];
+
 /// Bounds every plugin call runs within (`[sandbox]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxLimits {
@@ -83,6 +88,10 @@ pub struct SandboxLimits {
     pub timeout: Duration,
     /// Linear memory one instance may hold, all its memories together.
     pub memory_bytes: usize,
+    /// The most `[plugins.<name>] timeout_ms` may raise one plugin's `timeout` to.
+    pub max_timeout: Duration,
+    /// The most `[plugins.<name>] memory_mib` may raise one plugin's `memory_bytes` to.
+    pub max_memory_bytes: usize,
     /// Table elements one instance may hold, all its tables together (8 bytes or more each).
     pub table_elements: usize,
     /// Largest plugin file read; checked before reading.
@@ -104,6 +113,8 @@ impl Default for SandboxLimits {
         SandboxLimits {
             timeout: Duration::from_millis(20),
             memory_bytes: 16 << 20,
+            max_timeout: Duration::from_millis(1000),
+            max_memory_bytes: 256 << 20,
             table_elements: 1 << 20,
             max_file_bytes: 64 << 20,
             compile_timeout: Duration::from_secs(8),

@@ -59,6 +59,8 @@ pub(super) struct RawCache {
 pub(super) struct RawSandbox {
     pub timeout_ms: Option<u64>,
     pub memory_mib: Option<u64>,
+    pub max_timeout_ms: Option<u64>,
+    pub max_memory_mib: Option<u64>,
     pub table_elements: Option<u64>,
     pub max_file_mib: Option<u64>,
     pub compile_timeout_s: Option<u64>,
@@ -120,6 +122,8 @@ const CACHE_KEYS: &[&str] = &["capacity", "ttl_s"];
 const SANDBOX_KEYS: &[&str] = &[
     "timeout_ms",
     "memory_mib",
+    "max_timeout_ms",
+    "max_memory_mib",
     "table_elements",
     "max_file_mib",
     "compile_timeout_s",

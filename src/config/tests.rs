@@ -377,6 +377,35 @@ fn plugins_and_sandbox_settings() {
 }
 
 #[test]
+fn one_plugin_may_raise_its_limits_up_to_the_hosts_maximum() {
+    let c = load(&format!(
+        "{BASE}\n[sandbox]\nmax_memory_mib = 128\nmax_timeout_ms = 500\n[plugins.py]\nmemory_mib = 96\ntimeout_ms = 200\nlabel = \"x\"\n"
+    ))
+    .unwrap()
+    .config;
+    assert_eq!(c.sandbox.max_memory_bytes, 128 << 20);
+    assert_eq!(c.sandbox.max_timeout, std::time::Duration::from_millis(500));
+    assert_eq!(c.sandbox.memory_bytes, 16 << 20, "the default stays");
+    let py = &c.plugin_settings["py"];
+    assert_eq!(
+        (py["memory_mib"].as_str(), py["timeout_ms"].as_str()),
+        ("96", "200")
+    );
+
+    let e = errors(&format!(
+        "{BASE}\n[sandbox]\nmax_memory_mib = 64\nmemory_mib = 65\n[plugins.py]\nmemory_mib = 100\ntimeout_ms = \"fast\"\n"
+    ));
+    assert_error(&e, "sandbox.memory_mib", "out of range");
+    assert_error(&e, "plugins.py.memory_mib", "not a limit this host allows");
+    assert_error(&e, "plugins.py.timeout_ms", "not a limit this host allows");
+    assert!(
+        e.iter()
+            .any(|d| d.fix.contains("raise `[sandbox] max_memory_mib`")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn sandbox_bounds_and_typos() {
     let e = errors(&format!(
         "{BASE}\n[sandbox]\ntimeout_ms = 0\nmemory_mib = 100000\ntimeout = 5\n"

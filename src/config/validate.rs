@@ -83,7 +83,7 @@ pub(super) fn validate(
             .forget_after_days
             .unwrap_or(super::KnownUsersSettings::default().forget_after_days),
     };
-    let plugin_settings = plugin_settings(&raw, &mut r);
+    let plugin_settings = plugin_settings(&raw, &sandbox, &mut r);
     for (i, entry) in raw.translators.iter().enumerate() {
         if let Err(e) = crate::catalog::TranslatorSource::parse(entry, std::path::Path::new(".")) {
             r.error(
@@ -613,12 +613,23 @@ fn sandbox(raw: &RawSandbox, r: &mut Report) -> SandboxLimits {
                 None
             }
         };
-    if let Some(ms) = bounded("timeout_ms", raw.timeout_ms, 1, 10_000, "ms") {
+    if let Some(ms) = bounded("max_timeout_ms", raw.max_timeout_ms, 1, 10_000, "ms") {
+        limits.max_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(mib) = bounded("max_memory_mib", raw.max_memory_mib, 1, 4096, "MiB") {
+        limits.max_memory_bytes = (mib as usize) << 20;
+    }
+    let max_ms = limits.max_timeout.as_millis() as u64;
+    if let Some(ms) = bounded("timeout_ms", raw.timeout_ms, 1, max_ms, "ms") {
         limits.timeout = std::time::Duration::from_millis(ms);
     }
-    if let Some(mib) = bounded("memory_mib", raw.memory_mib, 1, 4096, "MiB") {
+    let max_mib = (limits.max_memory_bytes >> 20) as u64;
+    if let Some(mib) = bounded("memory_mib", raw.memory_mib, 1, max_mib, "MiB") {
         limits.memory_bytes = (mib as usize) << 20;
     }
+    // A lowered maximum lowers the defaults with it.
+    limits.timeout = limits.timeout.min(limits.max_timeout);
+    limits.memory_bytes = limits.memory_bytes.min(limits.max_memory_bytes);
     if let Some(n) = bounded(
         "table_elements",
         raw.table_elements,
@@ -656,14 +667,44 @@ fn sandbox(raw: &RawSandbox, r: &mut Report) -> SandboxLimits {
 }
 
 /// `[plugins.<name>]` values as plugins read them: strings as-is, other values as JSON text.
+/// `memory_mib` and `timeout_ms` are that plugin's limits, checked against the host's maximum.
 fn plugin_settings(
     raw: &RawConfig,
+    limits: &SandboxLimits,
     r: &mut Report,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();
     for (plugin, table) in &raw.plugins {
         let mut settings = std::collections::BTreeMap::new();
         for (key, value) in table {
+            let max = match key.as_str() {
+                "memory_mib" => Some((
+                    (limits.max_memory_bytes >> 20) as u64,
+                    "MiB",
+                    "max_memory_mib",
+                )),
+                "timeout_ms" => Some((
+                    limits.max_timeout.as_millis() as u64,
+                    "ms",
+                    "max_timeout_ms",
+                )),
+                _ => None,
+            };
+            if let Some((max, unit, max_key)) = max {
+                match value.as_u64() {
+                    Some(v) if (1..=max).contains(&v) => {}
+                    _ => {
+                        r.error(
+                            join(&join("plugins", plugin), key),
+                            format!("{value} is not a limit this host allows for one plugin"),
+                            format!(
+                                "use 1 to {max} {unit} (raise `[sandbox] {max_key}` to allow more)"
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
             let text = match value {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Null => {

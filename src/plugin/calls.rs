@@ -8,7 +8,7 @@ use wasmtime::component::InstancePre;
 
 use super::bindings::{v0_1, v0_2};
 use super::instances::{CallFailure, Instances};
-use super::sandbox::{PluginState, Sandbox};
+use super::sandbox::{CallLimits, PluginState, Sandbox};
 use super::{LoadError, PluginSettings, root_cause};
 use crate::resolve::UserContext;
 
@@ -126,10 +126,28 @@ impl ResolverCalls {
         Ok(answers)
     }
 
-    pub(crate) fn configure(&self, name: &str, settings: &PluginSettings) {
+    pub(crate) fn configure(
+        &self,
+        name: &str,
+        settings: &PluginSettings,
+    ) -> Result<(), CallFailure> {
         match self {
             ResolverCalls::V0_1(i) => i.configure(name, settings),
             ResolverCalls::V0_2(i) => i.configure(name, settings),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> CallLimits {
+        match self {
+            ResolverCalls::V0_1(i) => i.limits(),
+            ResolverCalls::V0_2(i) => i.limits(),
+        }
+    }
+
+    pub(crate) fn instance_memory(&self) -> Option<usize> {
+        match self {
+            ResolverCalls::V0_1(i) => i.instance_memory(),
+            ResolverCalls::V0_2(i) => i.instance_memory(),
         }
     }
 
@@ -218,10 +236,28 @@ impl TranslatorCalls {
         }
     }
 
-    pub(crate) fn configure(&self, name: &str, settings: &PluginSettings) {
+    pub(crate) fn configure(
+        &self,
+        name: &str,
+        settings: &PluginSettings,
+    ) -> Result<(), CallFailure> {
         match self {
             TranslatorCalls::V0_1(i) => i.configure(name, settings),
             TranslatorCalls::V0_2(i) => i.configure(name, settings),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> CallLimits {
+        match self {
+            TranslatorCalls::V0_1(i) => i.limits(),
+            TranslatorCalls::V0_2(i) => i.limits(),
+        }
+    }
+
+    pub(crate) fn instance_memory(&self) -> Option<usize> {
+        match self {
+            TranslatorCalls::V0_1(i) => i.instance_memory(),
+            TranslatorCalls::V0_2(i) => i.instance_memory(),
         }
     }
 

@@ -14,7 +14,7 @@ use wasmtime::Store;
 
 use super::PluginSettings;
 use super::bindings::{v0_1, v0_2};
-use super::sandbox::{LimitHit, PluginState, Sandbox};
+use super::sandbox::{CallLimits, LimitHit, PluginState, Sandbox};
 use super::wasi::LogGate;
 
 /// Idle instances kept per plugin: enough for every worker thread of a busy host.
@@ -110,15 +110,18 @@ pub(crate) struct Instances<W: WorldBindings> {
     log: Arc<LogGate>,
 }
 
-/// The plugin's name (for logs) and settings; the file name until `info` has answered.
+/// The plugin's name (for logs), settings and limits; until `info` has answered, the file name,
+/// no settings and the host's maximum limits.
 #[derive(Clone)]
 struct Identity {
     name: Arc<str>,
     settings: Arc<BTreeMap<String, String>>,
+    limits: CallLimits,
 }
 
 impl<W: WorldBindings> Instances<W> {
     pub(crate) fn new(sandbox: Arc<Sandbox>, pre: W::Pre, file: &str) -> Self {
+        let limits = CallLimits::max_of(&sandbox.limits);
         Instances {
             sandbox,
             pre,
@@ -126,21 +129,54 @@ impl<W: WorldBindings> Instances<W> {
             identity: RwLock::new(Identity {
                 name: Arc::from(file),
                 settings: Arc::default(),
+                limits,
             }),
             log: LogGate::new(),
         }
     }
 
-    /// Names the plugin and hands it its settings, in new and idle instances alike.
-    pub(crate) fn configure(&self, name: &str, settings: &PluginSettings) {
+    /// Names the plugin and gives it its settings and limits. Instances made before (under
+    /// the maximum limits, for `info`) are dropped, and one is made under the plugin's own
+    /// limits: a plugin that does not fit them is refused now, not at its first call.
+    pub(crate) fn configure(
+        &self,
+        name: &str,
+        settings: &PluginSettings,
+    ) -> Result<(), CallFailure> {
         let name: Arc<str> = Arc::from(name);
-        let settings = Arc::new(settings.get(&*name).cloned().unwrap_or_default());
-        for live in self.lock_idle().iter_mut() {
-            live.store
-                .data_mut()
-                .configure(name.clone(), settings.clone());
-        }
-        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Identity { name, settings };
+        let mut own = settings.get(&*name).cloned().unwrap_or_default();
+        let limits = CallLimits::for_plugin(&self.sandbox.limits, &own);
+        // Limits are the host's business; the plugin reads only its own settings.
+        own.retain(|key, _| !crate::config::PLUGIN_LIMIT_KEYS.contains(&key.as_str()));
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Identity {
+            name,
+            settings: Arc::new(own),
+            limits,
+        };
+        self.lock_idle().clear();
+        let first = self.fresh()?;
+        self.lock_idle().push(first);
+        Ok(())
+    }
+
+    fn identity(&self) -> Identity {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The limits calls run within now.
+    pub(crate) fn limits(&self) -> CallLimits {
+        self.identity().limits
+    }
+
+    /// Linear memory an idle instance holds (the largest, when several are idle).
+    pub(crate) fn instance_memory(&self) -> Option<usize> {
+        self.lock_idle()
+            .iter()
+            .map(|live| live.store.data().memory_in_use())
+            .max()
     }
 
     pub(crate) fn max_output(&self) -> usize {
@@ -152,15 +188,15 @@ impl<W: WorldBindings> Instances<W> {
     }
 
     fn fresh(&self) -> Result<Live<W>, CallFailure> {
-        let Identity { name, settings } = self
-            .identity
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut store = self.sandbox.store(name, settings, self.log.clone());
+        let Identity {
+            name,
+            settings,
+            limits,
+        } = self.identity();
+        let mut store = self.sandbox.store(name, settings, self.log.clone(), limits);
         // Instantiation runs guest code too (initialisers): it gets the same deadline.
         store.data_mut().begin_call();
-        store.set_epoch_deadline(self.sandbox.deadline_ticks());
+        store.set_epoch_deadline(limits.deadline_ticks());
         let bindings = W::instantiate(&self.pre, &mut store).map_err(|e| self.classify(e))?;
         Ok(Live { store, bindings })
     }
@@ -178,7 +214,8 @@ impl<W: WorldBindings> Instances<W> {
             None => self.fresh()?,
         };
         live.store.data_mut().begin_call();
-        live.store.set_epoch_deadline(self.sandbox.deadline_ticks());
+        live.store
+            .set_epoch_deadline(self.limits().deadline_ticks());
         let result = f(&live.bindings, &mut live.store);
         live.store.data().end_call();
         match result {
@@ -202,7 +239,7 @@ impl<W: WorldBindings> Instances<W> {
             None => {}
         }
         match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => CallFailure::Timeout(self.sandbox.limits.timeout),
+            Some(wasmtime::Trap::Interrupt) => CallFailure::Timeout(self.limits().timeout),
             Some(wasmtime::Trap::StackOverflow) => {
                 CallFailure::Trap("stack overflow (unbounded recursion?)".into())
             }

@@ -118,6 +118,12 @@ pub enum LoadError {
     Link(String),
     #[error("its `info` call failed: {0}")]
     Info(String),
+    /// The plugin answered `info` within the host's maximum limits but cannot start within its
+    /// own (`[sandbox]` defaults, or its `[plugins.<name>]` ones).
+    #[error(
+        "cannot start within its limits: {reason} (give it more: `[plugins.{name}] memory_mib = ...` or `timeout_ms = ...`, up to `[sandbox] max_memory_mib` / `max_timeout_ms`)"
+    )]
+    Limits { name: String, reason: String },
     #[error("may return profiles the config does not define: {} (define them, or fix the plugin)", some_of(.0))]
     UnknownProfiles(Vec<String>),
     #[error("a plugin named `{0}` is already loaded from {1}")]
@@ -169,6 +175,13 @@ pub struct PluginHost {
     compiler: Compiler,
 }
 
+/// The limits one plugin's calls run within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    pub memory_bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
 /// A loaded plugin of either world.
 #[derive(Clone)]
 pub enum Plugin {
@@ -181,6 +194,27 @@ impl Plugin {
         match self {
             Plugin::Resolver(r) => &r.info,
             Plugin::Translator(t) => &t.info,
+        }
+    }
+
+    /// What one call may use: `[sandbox]`'s defaults or the plugin's own `[plugins.<name>]`.
+    pub fn limits(&self) -> PluginLimits {
+        let limits = match self {
+            Plugin::Resolver(r) => r.calls.limits(),
+            Plugin::Translator(t) => t.calls.limits(),
+        };
+        PluginLimits {
+            memory_bytes: limits.memory_bytes,
+            timeout: limits.timeout,
+        }
+    }
+
+    /// Linear memory an idle instance of the plugin holds, all its memories together (`None`
+    /// while every instance is busy).
+    pub fn instance_memory(&self) -> Option<usize> {
+        match self {
+            Plugin::Resolver(r) => r.calls.instance_memory(),
+            Plugin::Translator(t) => t.calls.instance_memory(),
         }
     }
 
@@ -300,7 +334,9 @@ impl PluginHost {
                 let calls = ResolverCalls::new(self.sandbox.clone(), pre, file, version)?;
                 let info = info_of(calls.info().map_err(failed_info)?);
                 check_info(&info)?;
-                calls.configure(&info.name, settings);
+                calls
+                    .configure(&info.name, settings)
+                    .map_err(|f| limits_error(&info, f))?;
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
                     identity: identity(&info, settings),
                     calls_series: crate::metrics::plugin_calls(&info.name),
@@ -313,7 +349,9 @@ impl PluginHost {
                 let calls = TranslatorCalls::new(self.sandbox.clone(), pre, file, version)?;
                 let info = info_of(calls.info().map_err(failed_info)?);
                 check_info(&info)?;
-                calls.configure(&info.name, settings);
+                calls
+                    .configure(&info.name, settings)
+                    .map_err(|f| limits_error(&info, f))?;
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
                     identity: identity(&info, settings),
                     calls_series: crate::metrics::plugin_calls(&info.name),
@@ -734,6 +772,13 @@ pub(crate) fn clip(message: &str, max: usize) -> String {
 
 /// A plugin's answers depend on its bytes and its settings (and nothing else: the sandbox
 /// grants no other input).
+fn limits_error(info: &PluginInfo, failure: CallFailure) -> LoadError {
+    LoadError::Limits {
+        name: info.name.clone(),
+        reason: clip(&failure.to_string(), MAX_REASON),
+    }
+}
+
 fn identity(info: &PluginInfo, settings: &PluginSettings) -> Arc<str> {
     let mut h = Sha256::new();
     h.update(info.sha256.as_bytes());

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable, ResourceType};
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -36,20 +37,29 @@ const MAX_TABLES: usize = 32;
 /// resources in the component's own tables.
 const MAX_RESOURCES: usize = 65_536;
 
-/// Interfaces a plugin may import. Everything else (sockets, HTTP, anything unknown) is
-/// refused at load with the import's name. Filesystem is linked with zero preopens, clocks
-/// are fixed and randomness is seeded: importing them grants nothing.
-const ALLOWED_IMPORT_PREFIXES: [&str; 9] = [
+/// Interfaces a plugin may import. Everything else (HTTP, anything unknown) is refused at
+/// load with the import's name. Filesystem is linked with zero preopens, clocks are fixed,
+/// randomness is seeded and every socket function traps: importing them grants nothing.
+/// (componentize-py links CPython's socket module, so its components import `wasi:sockets`
+/// whether they use it or not.)
+const ALLOWED_IMPORT_PREFIXES: [&str; 10] = [
     "wasi:cli/",
     "wasi:io/",
     "wasi:filesystem/",
     "wasi:clocks/",
     "wasi:random/",
+    SOCKETS,
     "cmdscope:plugin/host@0.1.",
     "cmdscope:plugin/types@0.1.",
     "cmdscope:plugin/host@0.2.",
     "cmdscope:plugin/types@0.2.",
 ];
+
+/// Imported by toolchains that link a socket library; every function of it traps.
+const SOCKETS: &str = "wasi:sockets/";
+
+/// The host-side type of every socket resource: none is ever made.
+struct DeniedSocket;
 
 /// The engine configuration every plugin is compiled for; a compile worker builds the same
 /// one, so its output deserialises here.
@@ -281,11 +291,9 @@ impl PluginState {
         self.log.gate.report_dropped(&self.plugin);
     }
 
-    /// Names the plugin in its log lines and hands it its settings.
-    pub(crate) fn configure(&mut self, plugin: Arc<str>, settings: Arc<BTreeMap<String, String>>) {
-        *self.log.plugin.lock().unwrap_or_else(|p| p.into_inner()) = plugin.clone();
-        self.plugin = plugin;
-        self.settings = settings;
+    /// Linear memory the instance holds, all its memories together.
+    pub(crate) fn memory_in_use(&self) -> usize {
+        self.limits.memory_total
     }
 
     /// Which cap stopped the instance, if one did.
@@ -354,22 +362,70 @@ impl Sandbox {
         })
     }
 
-    /// Links `component` once.
+    /// Links `component` once. A component importing `wasi:sockets` (at whatever version)
+    /// gets a linker of its own where each socket function traps, naming itself.
     pub(crate) fn instantiate_pre(
         &self,
         component: &Component,
     ) -> Result<InstancePre<PluginState>, LoadError> {
-        self.linker
-            .instantiate_pre(component)
-            .map_err(|e| LoadError::Link(super::root_cause(&e)))
+        let link_error = |e: wasmtime::Error| LoadError::Link(super::root_cause(&e));
+        let sockets: Vec<(String, wasmtime::component::types::ComponentInstance)> = component
+            .component_type()
+            .imports(&self.engine)
+            .filter_map(|(name, item)| match item.ty {
+                ComponentItem::ComponentInstance(i) if name.starts_with(SOCKETS) => {
+                    Some((name.to_string(), i))
+                }
+                _ => None,
+            })
+            .collect();
+        if sockets.is_empty() {
+            return self.linker.instantiate_pre(component).map_err(link_error);
+        }
+        let mut linker = self.linker.clone();
+        for (interface, instance) in sockets {
+            let mut scope = linker.instance(&interface).map_err(link_error)?;
+            for (name, item) in instance.exports(&self.engine) {
+                match item.ty {
+                    ComponentItem::ComponentFunc(_) => {
+                        let what = format!("{interface}#{name}");
+                        scope
+                            .func_new(name, move |_, _, _, _| {
+                                wasmtime::bail!("`{what}` denied: plugins get no network")
+                            })
+                            .map_err(link_error)?;
+                    }
+                    // Types the socket interfaces `use` from wasi:io are wasi:io's own.
+                    ComponentItem::Resource(_) => {
+                        let ty = match name {
+                            "pollable" => ResourceType::host::<wasmtime_wasi::p2::DynPollable>(),
+                            "input-stream" => {
+                                ResourceType::host::<wasmtime_wasi::p2::DynInputStream>()
+                            }
+                            "output-stream" => {
+                                ResourceType::host::<wasmtime_wasi::p2::DynOutputStream>()
+                            }
+                            "error" => ResourceType::host::<wasmtime_wasi_io::streams::Error>(),
+                            _ => ResourceType::host::<DeniedSocket>(),
+                        };
+                        scope
+                            .resource(name, ty, |_, _| Ok(()))
+                            .map_err(link_error)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        linker.instantiate_pre(component).map_err(link_error)
     }
 
-    /// A fresh store for one instance of `plugin`, logging through `gate`.
+    /// A fresh store for one instance of `plugin`, logging through `gate`, within `limits`.
     pub(crate) fn store(
         &self,
         plugin: Arc<str>,
         settings: Arc<BTreeMap<String, String>>,
         gate: Arc<LogGate>,
+        limits: CallLimits,
     ) -> Store<PluginState> {
         let log = Arc::new(StoreLog {
             gate,
@@ -385,7 +441,7 @@ impl Sandbox {
             wasi: wasi.build(),
             table,
             limits: InstanceLimits {
-                memory_cap: self.limits.memory_bytes,
+                memory_cap: limits.memory_bytes,
                 memory_total: 0,
                 table_cap: self.limits.table_elements,
                 table_total: 0,
@@ -402,16 +458,61 @@ impl Sandbox {
         store.limiter(|s| &mut s.limits);
         store.set_max_component_handles(MAX_RESOURCES);
         // The epoch deadline (set per call to the timeout) is a check point, see `CallBudget`.
-        let (deadline, ticks) = (self.limits.timeout, self.deadline_ticks());
+        let (deadline, ticks) = (limits.timeout, limits.deadline_ticks());
         store.epoch_deadline_callback(move |mut ctx| {
             Ok(ctx.data_mut().budget.on_deadline(deadline, ticks))
         });
         store
     }
+}
+
+/// What one plugin's calls may use: `[sandbox]`'s defaults, or what `[plugins.<name>]` raised
+/// them to (never past the host's maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallLimits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl CallLimits {
+    /// The defaults every plugin gets.
+    pub(crate) fn default_of(limits: &SandboxLimits) -> CallLimits {
+        CallLimits {
+            memory_bytes: limits.memory_bytes,
+            timeout: limits.timeout,
+        }
+    }
+
+    /// The most any plugin may get: what a plugin's first (`info`) call runs within, before
+    /// its name, and so its own limits, are known.
+    pub(crate) fn max_of(limits: &SandboxLimits) -> CallLimits {
+        CallLimits {
+            memory_bytes: limits.max_memory_bytes.max(limits.memory_bytes),
+            timeout: limits.max_timeout.max(limits.timeout),
+        }
+    }
+
+    /// `plugin`'s limits: the defaults, raised by its `memory_mib` and `timeout_ms` settings,
+    /// capped at the maximum.
+    pub(crate) fn for_plugin(
+        limits: &SandboxLimits,
+        settings: &BTreeMap<String, String>,
+    ) -> CallLimits {
+        let max = CallLimits::max_of(limits);
+        let mut own = CallLimits::default_of(limits);
+        let number = |key: &str| settings.get(key).and_then(|v| v.parse::<u64>().ok());
+        if let Some(mib) = number("memory_mib") {
+            own.memory_bytes = ((mib as usize) << 20).min(max.memory_bytes);
+        }
+        if let Some(ms) = number("timeout_ms") {
+            own.timeout = Duration::from_millis(ms).min(max.timeout);
+        }
+        own
+    }
 
     /// Ticks to allow one call.
     pub(crate) fn deadline_ticks(&self) -> u64 {
-        let ticks = self.limits.timeout.as_micros() / EPOCH_TICK.as_micros().max(1);
+        let ticks = self.timeout.as_micros() / EPOCH_TICK.as_micros().max(1);
         (ticks as u64).max(1)
     }
 }

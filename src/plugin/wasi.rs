@@ -50,7 +50,8 @@ const LOG_LINE_OVERHEAD: usize = 160;
 /// The seed behind every plugin's randomness.
 const RANDOM_SEED: u64 = 0x636d_6473_636f_7065;
 
-/// Links our WASI implementations. Deliberately absent: `wasi:sockets/*`, `wasi:http/*`.
+/// Links our WASI implementations. `wasi:sockets/*` is linked per component, every function
+/// trapping (see `Sandbox::instantiate_pre`); `wasi:http/*` never is.
 pub(crate) fn add_to_linker(l: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};

@@ -68,14 +68,56 @@ pub async fn get_json(running: &RunningEmulator, path: &str) -> serde_json::Valu
         .unwrap()
 }
 
-/// A plugin built by the build script (`plugins/` and `tests/plugins/`), by crate name.
+/// A plugin built by the build script (`plugins/` and `tests/plugins/`), by crate name; a
+/// Python or JavaScript guest by its folder name and `-py` / `-js` (`tiered-resolver-py`).
 pub fn plugin_path(crate_name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CMDSCOPE_PLUGIN_DIR"))
         .join(format!("{}.wasm", crate_name.replace('-', "_")))
 }
 
 pub fn plugin_bytes(crate_name: &str) -> Vec<u8> {
-    std::fs::read(plugin_path(crate_name)).expect("the build script built this plugin")
+    let path = plugin_path(crate_name);
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // A Python or JavaScript guest the build script could not build says why.
+            let dir = std::path::Path::new(env!("CMDSCOPE_PLUGIN_DIR"));
+            let why = ["python", "js"]
+                .iter()
+                .filter_map(|l| {
+                    std::fs::read_to_string(dir.join(format!("{l}-guests-skipped.txt"))).ok()
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!("{} was not built ({e}). {why}", path.display())
+        }
+    }
+}
+
+/// The same component with a custom section appended: other bytes (another sha256, so a new
+/// version to the host), the same behaviour.
+pub fn variant(bytes: &[u8], tag: u32) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"cmdscope-variant";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(&tag.to_le_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
 }
 
 /// A small config with profiles `guest` and `admin` that names `resolver` as its resolver plugin.

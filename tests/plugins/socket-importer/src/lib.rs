@@ -1,4 +1,5 @@
-//! Imports wasi:sockets by opening a TCP connection; the host must refuse to load it.
+//! Opens a TCP connection through wasi:sockets: the host links the socket interfaces with
+//! functions that trap, so the plugin loads and its call fails, naming the denied function.
 use cmdscope_plugin_sdk::{Resolver, ResolverInfo, UserContext, export_resolver};
 
 struct Plugin;
