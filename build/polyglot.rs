@@ -30,6 +30,11 @@ pub fn skipped_note(out: &Path, lang: &str) -> PathBuf {
 pub fn build_all(crate_dir: &Path, target_root: &Path, out: &Path) {
     let wit = crate_dir.join("wit/plugin.wit");
     let tools = target_root.join("guest-toolchains");
+    // Where tests find componentize-py (`python/bin`) and jco (`js/node_modules/.bin`).
+    println!(
+        "cargo:rustc-env=CMDSCOPE_GUEST_TOOLCHAINS={}",
+        tools.display()
+    );
     let python: Vec<PathBuf> = guests(crate_dir, &PYTHON_ROOTS, "pyproject.toml");
     if !python.is_empty() {
         let built = python_toolchain(crate_dir, &tools.join("python")).and_then(|tool| {

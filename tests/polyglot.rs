@@ -234,11 +234,26 @@ fn a_javascript_plugin_gets_no_network_clock_or_environment_and_host_randomness(
 
 #[test]
 fn a_plugin_that_needs_more_memory_is_refused_until_its_own_limit_allows_it() {
-    let tight = tiered_config("memory_mib = 4");
     let dir = folder(&["tiered-resolver-py"]);
     let path = dir.path().join("tiered-resolver-py.wasm");
-    let plugins = host(&tight);
-    match plugins.load_file(&path, &tight.plugin_settings) {
+    // No plugin's limits raised: even `info` runs within 4 MiB, so the plugin cannot say its
+    // name; the operator is told which key raises a plugin's limits.
+    let tight = tiered_config("memory_mib = 4");
+    match host(&tight).load_file(&path, &tight.plugin_settings) {
+        Err(e @ LoadError::InfoOverLimits(_)) => {
+            let message = e.to_string();
+            assert!(message.contains("hit the 4 MiB memory cap"), "{message}");
+            assert!(
+                message.contains("[plugins.<its name>] memory_mib"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Another plugin's raised limit lets `info` answer; this one must still start within its
+    // own 4 MiB, and is refused by name.
+    let other_raised = tiered_config("memory_mib = 4\n[plugins.someone-else]\nmemory_mib = 64");
+    match host(&other_raised).load_file(&path, &other_raised.plugin_settings) {
         Err(e @ LoadError::Limits { .. }) => {
             let message = e.to_string();
             assert!(message.contains("hit the 4 MiB memory cap"), "{message}");
@@ -382,4 +397,44 @@ async fn a_python_version_compiling_never_interrupts_the_one_serving() {
         "guest",
         "the new version serves"
     );
+}
+
+#[test]
+fn a_component_for_another_world_is_told_what_to_build() {
+    // A valid component of someone else's world: `export run: func() -> u32`.
+    let mut module =
+        wat::parse_str(r#"(module (func (export "run") (result i32) i32.const 7))"#).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_str(
+            "other.wit",
+            "package demo:other;\nworld app {\n  export run: func() -> u32;\n}\n",
+        )
+        .unwrap();
+    let world = resolve.select_world(&[package], Some("app")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let config = tiered_config("");
+    match host(&config).load_bytes(&component, "app.wasm", &PluginSettings::new()) {
+        Err(e @ LoadError::NotAPlugin(_)) => {
+            let message = e.to_string();
+            assert!(message.contains("it exports: `run`"), "{message}");
+            assert!(
+                message.contains("`resolver-plugin` or `translator-plugin` world"),
+                "{message}"
+            );
+            assert!(message.contains("cmdscope new-plugin"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

@@ -190,6 +190,20 @@ fn memory_is_capped_across_all_memories_of_an_instance() {
     let forty = error_of(&rows, "forty.wasm");
     assert!(forty.contains("memor"), "{forty}");
     assert!(peak < RSS_BOUND_KB, "peak RSS {peak} kB");
+
+    // Another plugin given 64 MiB: `info` may then run within 64 MiB (names are not known
+    // before it answers), but asked again within this plugin's own 16 MiB it is refused.
+    let config = config_in(
+        dir.path(),
+        "hostile",
+        "[plugins.someone-else]\nmemory_mib = 64",
+    );
+    let (rows, _, _) = check_folder_with(dir.path(), &["--config", &config]);
+    let four = error_of(&rows, "four.wasm");
+    assert!(
+        four.contains("cannot start within its limits") && four.contains("16 MiB memory cap"),
+        "{four}"
+    );
 }
 
 #[test]

@@ -117,6 +117,8 @@ impl Default for SandboxLimits {
             max_memory_bytes: 256 << 20,
             table_elements: 1 << 20,
             max_file_bytes: 64 << 20,
+            // Loading ends within 10 s whatever the bytes; an 18 MB Python component compiles
+            // in about 4 s on 2 cores, once (then the compiled cache serves it).
             compile_timeout: Duration::from_secs(8),
             max_output_bytes: 64 << 10,
             failure_threshold: 5,

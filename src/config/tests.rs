@@ -395,7 +395,7 @@ fn one_plugin_may_raise_its_limits_up_to_the_hosts_maximum() {
     let e = errors(&format!(
         "{BASE}\n[sandbox]\nmax_memory_mib = 64\nmemory_mib = 65\n[plugins.py]\nmemory_mib = 100\ntimeout_ms = \"fast\"\n"
     ));
-    assert_error(&e, "sandbox.memory_mib", "out of range");
+    assert_error(&e, "sandbox.memory_mib", "over `max_memory_mib`");
     assert_error(&e, "plugins.py.memory_mib", "not a limit this host allows");
     assert_error(&e, "plugins.py.timeout_ms", "not a limit this host allows");
     assert!(

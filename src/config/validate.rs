@@ -613,23 +613,21 @@ fn sandbox(raw: &RawSandbox, r: &mut Report) -> SandboxLimits {
                 None
             }
         };
+    if let Some(ms) = bounded("timeout_ms", raw.timeout_ms, 1, 10_000, "ms") {
+        limits.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(mib) = bounded("memory_mib", raw.memory_mib, 1, 4096, "MiB") {
+        limits.memory_bytes = (mib as usize) << 20;
+    }
+    // The maxima default to at least the defaults every plugin gets.
+    limits.max_timeout = limits.max_timeout.max(limits.timeout);
+    limits.max_memory_bytes = limits.max_memory_bytes.max(limits.memory_bytes);
     if let Some(ms) = bounded("max_timeout_ms", raw.max_timeout_ms, 1, 10_000, "ms") {
         limits.max_timeout = std::time::Duration::from_millis(ms);
     }
     if let Some(mib) = bounded("max_memory_mib", raw.max_memory_mib, 1, 4096, "MiB") {
         limits.max_memory_bytes = (mib as usize) << 20;
     }
-    let max_ms = limits.max_timeout.as_millis() as u64;
-    if let Some(ms) = bounded("timeout_ms", raw.timeout_ms, 1, max_ms, "ms") {
-        limits.timeout = std::time::Duration::from_millis(ms);
-    }
-    let max_mib = (limits.max_memory_bytes >> 20) as u64;
-    if let Some(mib) = bounded("memory_mib", raw.memory_mib, 1, max_mib, "MiB") {
-        limits.memory_bytes = (mib as usize) << 20;
-    }
-    // A lowered maximum lowers the defaults with it.
-    limits.timeout = limits.timeout.min(limits.max_timeout);
-    limits.memory_bytes = limits.memory_bytes.min(limits.max_memory_bytes);
     if let Some(n) = bounded(
         "table_elements",
         raw.table_elements,
@@ -662,6 +660,20 @@ fn sandbox(raw: &RawSandbox, r: &mut Report) -> SandboxLimits {
     }
     if let Some(reuse) = raw.reuse_instances {
         limits.reuse_instances = reuse;
+    }
+    if limits.timeout > limits.max_timeout {
+        r.error(
+            "sandbox.timeout_ms",
+            "is over `max_timeout_ms`",
+            "lower it, or raise `max_timeout_ms`",
+        );
+    }
+    if limits.memory_bytes > limits.max_memory_bytes {
+        r.error(
+            "sandbox.memory_mib",
+            "is over `max_memory_mib`",
+            "lower it, or raise `max_memory_mib`",
+        );
     }
     limits
 }

@@ -51,17 +51,20 @@ impl ResolverCalls {
         pre: InstancePre<PluginState>,
         file: &str,
         version: Version,
+        first: CallLimits,
     ) -> Result<ResolverCalls, LoadError> {
         Ok(match version {
             Version::V0_1 => ResolverCalls::V0_1(Instances::new(
                 sandbox,
                 v0_1::resolver_world::ResolverPluginPre::new(pre).map_err(link)?,
                 file,
+                first,
             )),
             Version::V0_2 => ResolverCalls::V0_2(Instances::new(
                 sandbox,
                 v0_2::resolver_world::ResolverPluginPre::new(pre).map_err(link)?,
                 file,
+                first,
             )),
         })
     }
@@ -170,17 +173,20 @@ impl TranslatorCalls {
         pre: InstancePre<PluginState>,
         file: &str,
         version: Version,
+        first: CallLimits,
     ) -> Result<TranslatorCalls, LoadError> {
         Ok(match version {
             Version::V0_1 => TranslatorCalls::V0_1(Instances::new(
                 sandbox,
                 v0_1::translator_world::TranslatorPluginPre::new(pre).map_err(link)?,
                 file,
+                first,
             )),
             Version::V0_2 => TranslatorCalls::V0_2(Instances::new(
                 sandbox,
                 v0_2::translator_world::TranslatorPluginPre::new(pre).map_err(link)?,
                 file,
+                first,
             )),
         })
     }

@@ -111,7 +111,7 @@ pub(crate) struct Instances<W: WorldBindings> {
 }
 
 /// The plugin's name (for logs), settings and limits; until `info` has answered, the file name,
-/// no settings and the host's maximum limits.
+/// no settings and the limits any configured plugin may have.
 #[derive(Clone)]
 struct Identity {
     name: Arc<str>,
@@ -120,8 +120,9 @@ struct Identity {
 }
 
 impl<W: WorldBindings> Instances<W> {
-    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: W::Pre, file: &str) -> Self {
-        let limits = CallLimits::max_of(&sandbox.limits);
+    /// `first` is what calls run within until `configure` names the plugin.
+    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: W::Pre, file: &str, first: CallLimits) -> Self {
+        let limits = first;
         Instances {
             sandbox,
             pre,
@@ -136,7 +137,7 @@ impl<W: WorldBindings> Instances<W> {
     }
 
     /// Names the plugin and gives it its settings and limits. Instances made before (under
-    /// the maximum limits, for `info`) are dropped, and one is made under the plugin's own
+    /// the first limits, for `info`) are dropped, and one is made under the plugin's own
     /// limits: a plugin that does not fit them is refused now, not at its first call.
     pub(crate) fn configure(
         &self,

@@ -13,6 +13,7 @@ mod bindings;
 mod breaker;
 mod cache;
 mod calls;
+pub mod cases;
 mod compile;
 mod files;
 mod instances;
@@ -32,7 +33,7 @@ use self::bindings::{RESOLVER_EXPORTS, TRANSLATOR_EXPORTS};
 use self::breaker::Breaker;
 use self::calls::{RawInfo, ResolverCalls, TranslatorCalls, Version};
 use self::instances::CallFailure;
-use self::sandbox::Sandbox;
+use self::sandbox::{CallLimits, Sandbox};
 use crate::config::Config;
 pub use crate::config::SandboxLimits;
 use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
@@ -110,16 +111,22 @@ pub enum LoadError {
         found: String,
         speaks: String,
     },
-    #[error("imports {} which the sandbox never grants (plugins get no network, HTTP or other host access)", some_of(.0))]
+    #[error("imports {} which the sandbox never grants (plugins get no HTTP or other host access): remove what needs it (a JavaScript `fetch`, a Rust HTTP client), or build with the toolchain's option that drops unused WASI imports", some_of(.0))]
     ForbiddenImport(Vec<String>),
-    #[error("exports neither a resolver (`{}`) nor a translator (`{}`); it exports: {}", RESOLVER_EXPORTS[0], TRANSLATOR_EXPORTS[0], if .0.is_empty() { "nothing".to_string() } else { some_of(.0) })]
+    #[error("exports neither a resolver (`{}`) nor a translator (`{}`); it exports: {}. Build it for the `resolver-plugin` or `translator-plugin` world of cmdscope's wit/plugin.wit (`cmdscope new-plugin` writes a project that does)", RESOLVER_EXPORTS[0], TRANSLATOR_EXPORTS[0], if .0.is_empty() { "nothing".to_string() } else { some_of(.0) })]
     NotAPlugin(Vec<String>),
     #[error("cannot be linked: {0}")]
     Link(String),
     #[error("its `info` call failed: {0}")]
     Info(String),
-    /// The plugin answered `info` within the host's maximum limits but cannot start within its
-    /// own (`[sandbox]` defaults, or its `[plugins.<name>]` ones).
+    /// `info` ran out of memory or time before the plugin said its name, so its own limits
+    /// could not be looked up.
+    #[error(
+        "its `info` call {0} before the plugin said its name (a plugin that needs more: `[plugins.<its name>] memory_mib = ...` or `timeout_ms = ...`, up to `[sandbox] max_memory_mib` / `max_timeout_ms`)"
+    )]
+    InfoOverLimits(String),
+    /// The plugin answered `info` but cannot start within its own limits (`[sandbox]`
+    /// defaults, or its `[plugins.<name>]` ones).
     #[error(
         "cannot start within its limits: {reason} (give it more: `[plugins.{name}] memory_mib = ...` or `timeout_ms = ...`, up to `[sandbox] max_memory_mib` / `max_timeout_ms`)"
     )]
@@ -324,19 +331,28 @@ impl PluginHost {
                 compiled,
             }
         };
-        let failed_info = |f: CallFailure| LoadError::Info(clip(&f.to_string(), MAX_REASON));
+        let first = CallLimits::before_info(&self.sandbox.limits, settings);
+        let failed_info = |f: CallFailure| match f {
+            CallFailure::MemoryLimit(_) | CallFailure::Timeout(_) => {
+                LoadError::InfoOverLimits(f.to_string())
+            }
+            f => LoadError::Info(clip(&f.to_string(), MAX_REASON)),
+        };
         let breaker = Breaker::new(
             self.sandbox.limits.failure_threshold,
             self.sandbox.limits.cooldown,
         );
         match world {
             World::Resolver => {
-                let calls = ResolverCalls::new(self.sandbox.clone(), pre, file, version)?;
+                let calls = ResolverCalls::new(self.sandbox.clone(), pre, file, version, first)?;
                 let info = info_of(calls.info().map_err(failed_info)?);
                 check_info(&info)?;
                 calls
                     .configure(&info.name, settings)
                     .map_err(|f| limits_error(&info, f))?;
+                if calls.limits() != first {
+                    same_info_within_own_limits(&info, calls.info())?;
+                }
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
                     identity: identity(&info, settings),
                     calls_series: crate::metrics::plugin_calls(&info.name),
@@ -346,12 +362,15 @@ impl PluginHost {
                 })))
             }
             World::Translator => {
-                let calls = TranslatorCalls::new(self.sandbox.clone(), pre, file, version)?;
+                let calls = TranslatorCalls::new(self.sandbox.clone(), pre, file, version, first)?;
                 let info = info_of(calls.info().map_err(failed_info)?);
                 check_info(&info)?;
                 calls
                     .configure(&info.name, settings)
                     .map_err(|f| limits_error(&info, f))?;
+                if calls.limits() != first {
+                    same_info_within_own_limits(&info, calls.info())?;
+                }
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
                     identity: identity(&info, settings),
                     calls_series: crate::metrics::plugin_calls(&info.name),
@@ -777,6 +796,26 @@ fn limits_error(info: &PluginInfo, failure: CallFailure) -> LoadError {
         name: info.name.clone(),
         reason: clip(&failure.to_string(), MAX_REASON),
     }
+}
+
+/// `info` ran under the most any configured plugin may have (its own were not known yet); asked
+/// again under its own, it must answer the same, or a plugin could do in `info` what its
+/// limits forbid.
+fn same_info_within_own_limits(
+    info: &PluginInfo,
+    again: Result<RawInfo, CallFailure>,
+) -> Result<(), LoadError> {
+    let again = again.map_err(|f| limits_error(info, f))?;
+    let items = match info.world {
+        World::Resolver => &info.profiles,
+        World::Translator => &info.locales,
+    };
+    if again.name != info.name || again.version != info.version || &again.items != items {
+        return Err(LoadError::Info(
+            "`info` answered differently when asked twice; it must be a constant".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn identity(info: &PluginInfo, settings: &PluginSettings) -> Arc<str> {

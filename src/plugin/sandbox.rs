@@ -483,13 +483,28 @@ impl CallLimits {
         }
     }
 
-    /// The most any plugin may get: what a plugin's first (`info`) call runs within, before
-    /// its name, and so its own limits, are known.
+    /// The most any plugin may get.
     pub(crate) fn max_of(limits: &SandboxLimits) -> CallLimits {
         CallLimits {
             memory_bytes: limits.max_memory_bytes.max(limits.memory_bytes),
             timeout: limits.max_timeout.max(limits.timeout),
         }
+    }
+
+    /// What `info` runs within, before the plugin's name (and so its own limits) is known:
+    /// the most any configured plugin may have. With no plugin's limits raised, the defaults;
+    /// never more than the maximum.
+    pub(crate) fn before_info(
+        limits: &SandboxLimits,
+        settings: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> CallLimits {
+        settings
+            .values()
+            .map(|own| CallLimits::for_plugin(limits, own))
+            .fold(CallLimits::default_of(limits), |a, b| CallLimits {
+                memory_bytes: a.memory_bytes.max(b.memory_bytes),
+                timeout: a.timeout.max(b.timeout),
+            })
     }
 
     /// `plugin`'s limits: the defaults, raised by its `memory_mib` and `timeout_ms` settings,

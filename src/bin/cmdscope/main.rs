@@ -17,6 +17,7 @@ use cmdscope::plan::Plan;
 use cmdscope::plugin::{PluginHost, PluginSet};
 
 mod demo;
+mod new_plugin;
 mod plugins;
 mod run;
 mod sync;
@@ -73,11 +74,14 @@ enum Command {
     Serve(run::ServeArgs),
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
-    /// Inspect plugin files.
+    /// Inspect and test plugin files.
     Plugins {
         #[command(subcommand)]
         command: plugins::PluginsCommand,
     },
+    /// Write a new plugin project (Rust, Python or JavaScript; resolver or translator): the
+    /// WIT, the build command, natively tested logic, golden cases and a README.
+    NewPlugin(new_plugin::NewPluginArgs),
     /// The main job on an embedded default: an in-process emulator, the example config and
     /// plugins, sample users.
     Demo,
@@ -167,6 +171,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SyncUsers(args) => sync::sync_users(args).await,
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Plugins { command } => plugins::run(command),
+        Command::NewPlugin(args) => new_plugin::run(args),
         Command::Demo => demo::run().await,
         Command::Emulator { listen, token } => {
             let mut emulator = Emulator::new();

@@ -1,4 +1,4 @@
-//! `cmdscope plugins check` and `cmdscope resolve`.
+//! `cmdscope plugins check`, `cmdscope plugins test` and `cmdscope resolve`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use cmdscope::ChatType;
 use cmdscope::config::SandboxLimits;
-use cmdscope::plugin::{PluginInfo, PluginSet, Rejected};
+use cmdscope::plugin::{CompiledCache, PluginInfo, PluginSet, Rejected, cases};
 use cmdscope::resolve::{FlagValue, UserContext};
 
 use super::{OutputFormat, engine_for, load_or_print, plugin_host, print_commands};
@@ -25,6 +25,29 @@ pub(crate) enum PluginsCommand {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// Golden tests before a deploy: run a cases file (JSON lines) through PLUGIN and print
+    /// every case whose answer is not the expected one, then a summary. Exit 1 on any failure.
+    /// With --compare, also list every case whose answer differs from OLD's.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct TestArgs {
+    plugin: PathBuf,
+    /// Resolver cases: `{"context": {...}, "profile": "user"}` (a bare context: no
+    /// expectation). Translator cases: `{"key": "shop.cart.desc", "locale": "ru", "text": "..."}`
+    /// (`"text": null`: no translation expected).
+    #[arg(long)]
+    cases: PathBuf,
+    /// Use this config's sandbox limits and plugin settings, and check that every profile
+    /// the resolver may return (and returns) is defined.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The version serving now: list the cases whose answer the new one changes.
+    #[arg(long, value_name = "OLD.wasm")]
+    compare: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
 }
 
 #[derive(Args)]
@@ -67,11 +90,17 @@ fn parse_flag(s: &str) -> Result<(String, FlagValue), String> {
 }
 
 pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<ExitCode> {
-    let PluginsCommand::Check {
-        dir,
-        config,
-        format,
-    } = command;
+    match command {
+        PluginsCommand::Check {
+            dir,
+            config,
+            format,
+        } => check(dir, config, format),
+        PluginsCommand::Test(args) => test(args),
+    }
+}
+
+fn check(dir: PathBuf, config: Option<PathBuf>, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let (set, limits) = match &config {
         Some(path) => {
             let Some(loaded) = load_or_print(path) else {
@@ -214,4 +243,133 @@ pub(crate) async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => match load_or_print(path) {
+            Some(loaded) => Some(loaded.config),
+            None => return Ok(ExitCode::FAILURE),
+        },
+        None => None,
+    };
+    let limits = config
+        .as_ref()
+        .map(|c| c.sandbox.clone())
+        .unwrap_or_default();
+    let settings = config
+        .as_ref()
+        .map(|c| c.plugin_settings.clone())
+        .unwrap_or_default();
+    let mut host = plugin_host(&limits)?;
+    // Python and JavaScript components take seconds to compile: keep what was compiled.
+    if let Some(cache) = CompiledCache::default_dir().and_then(|d| CompiledCache::open(&d).ok()) {
+        host = host.with_compiled_cache(cache);
+    }
+    let load = |path: &PathBuf| {
+        host.load_file(path, &settings)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let plugin = load(&args.plugin)?;
+    if let Some(config) = &config {
+        plugin
+            .check_profiles(config)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.plugin.display()))?;
+    }
+    let old = args.compare.as_ref().map(load).transpose()?;
+    if let Some(old) = &old
+        && old.info().world != plugin.info().world
+    {
+        anyhow::bail!(
+            "{} is a {} and {} a {}: compare two versions of one plugin",
+            args.plugin.display(),
+            plugin.info().world,
+            args.compare.as_ref().unwrap().display(),
+            old.info().world
+        );
+    }
+    let text = std::fs::read_to_string(&args.cases)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.cases.display()))?;
+    let (parsed, bad) = cases::parse(&text);
+    let defined = |p: &str| config.as_ref().is_none_or(|c| c.profiles.contains_key(p));
+    let report = cases::run(&plugin, &parsed, old.as_ref(), Some(&defined));
+    let file = args.cases.display();
+    let info = plugin.info();
+    match args.format {
+        OutputFormat::Json => {
+            let subject = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(json!(s));
+            let answer = |a: &cases::Answer| match a {
+                cases::Answer::Profile(p) => json!({"profile": p}),
+                cases::Answer::Text(t) => json!({"text": t}),
+                cases::Answer::Error(e) => json!({"error": e}),
+            };
+            println!(
+                "{}",
+                json!({
+                    "plugin": info_json(info),
+                    "cases": report.cases,
+                    "passed": report.passed,
+                    "unchecked": report.unchecked,
+                    "failed": report.failures.iter().map(|f| json!({
+                        "line": f.line,
+                        "case": subject(&f.subject),
+                        "expected": f.expected.as_ref().map(answer),
+                        "got": answer(&f.got),
+                    })).collect::<Vec<_>>(),
+                    "bad_lines": bad.iter().map(|b| json!({"line": b.line, "error": b.error})).collect::<Vec<_>>(),
+                    "changed": report.changes.iter().map(|c| json!({
+                        "line": c.line,
+                        "case": subject(&c.subject),
+                        "old": answer(&c.old),
+                        "new": answer(&c.new),
+                    })).collect::<Vec<_>>(),
+                })
+            );
+        }
+        OutputFormat::Table => {
+            for b in &bad {
+                println!("{file}:{}: not a case: {}", b.line, b.error);
+            }
+            for f in &report.failures {
+                match &f.expected {
+                    Some(want) => println!(
+                        "{file}:{}: FAIL {}: expected {want}, got {}",
+                        f.line, f.subject, f.got
+                    ),
+                    None => println!("{file}:{}: FAIL {}: {}", f.line, f.subject, f.got),
+                }
+            }
+            for c in &report.changes {
+                println!(
+                    "{file}:{}: CHANGES {}: {} -> {}",
+                    c.line, c.subject, c.old, c.new
+                );
+            }
+            let mut summary = format!(
+                "{} ({} {}): {} cases, {} passed, {} failed",
+                args.plugin.display(),
+                info.name,
+                info.version,
+                report.cases,
+                report.passed,
+                report.failures.len() + bad.len()
+            );
+            if report.unchecked > 0 {
+                summary.push_str(&format!(", {} without expectation", report.unchecked));
+            }
+            if let Some(old) = &args.compare {
+                summary.push_str(&format!(
+                    "; {} answers change from {}",
+                    report.changes.len(),
+                    old.display()
+                ));
+            }
+            println!("{summary}");
+        }
+    }
+    Ok(if report.ok() && bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
