@@ -43,6 +43,13 @@ fn cli(args: &[&str]) -> Command {
     c
 }
 
+/// `cmdscope resolve` of one user with the plugins of `dir`.
+fn resolve_in(dir: &Path, config: &str, user_id: &str) -> Command {
+    let mut c = cli(&["resolve", "--config", config, "--plugins"]);
+    c.arg(dir).args(["--user-id", user_id]);
+    c
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -94,15 +101,7 @@ fn a_plugin_sleeping_an_hour_answers_at_once() {
     let dir = folder(&[("sleeper.wasm", &plugin_bytes("sleeper"))]);
     let config = config_in(dir.path(), "sleeper", "");
     let (out, _) = run_measured(
-        &mut cli(&[
-            "resolve",
-            "--config",
-            &config,
-            "--plugins",
-            dir.path().to_str().unwrap(),
-            "--user-id",
-            "1",
-        ]),
+        &mut resolve_in(dir.path(), &config, "1"),
         // Far beyond the 1 s wall cap: only a call that never ends gets here.
         Duration::from_secs(30),
     );
@@ -229,15 +228,7 @@ fn asking_for_64_mib_of_random_bytes_is_refused_before_allocating() {
     let dir = folder(&[("random.wasm", &plugin_bytes("wasi-hog"))]);
     let config = config_in(dir.path(), "wasi-hog", "");
     let (out, peak) = run_measured(
-        &mut cli(&[
-            "resolve",
-            "--config",
-            &config,
-            "--plugins",
-            dir.path().to_str().unwrap(),
-            "--user-id",
-            "7",
-        ]),
+        &mut resolve_in(dir.path(), &config, "7"),
         Duration::from_secs(60),
     );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -258,15 +249,7 @@ fn a_million_clock_subscriptions_never_dropped_hit_the_resource_cap() {
     let dir = folder(&[("hog.wasm", &plugin_bytes("wasi-hog"))]);
     let config = config_in(dir.path(), "wasi-hog", "timeout_ms = 2000");
     let (out, peak) = run_measured(
-        &mut cli(&[
-            "resolve",
-            "--config",
-            &config,
-            "--plugins",
-            dir.path().to_str().unwrap(),
-            "--user-id",
-            "8",
-        ]),
+        &mut resolve_in(dir.path(), &config, "8"),
         Duration::from_secs(60),
     );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -400,16 +383,7 @@ fn a_plugin_flooding_the_log_writes_under_one_mib_per_call() {
     let dir = folder(&[("flood.wasm", &plugin_bytes("log-flood"))]);
     let config = config_in(dir.path(), "log-flood", "timeout_ms = 2000");
     let (out, _) = run_measured(
-        cli(&[
-            "resolve",
-            "--config",
-            &config,
-            "--plugins",
-            dir.path().to_str().unwrap(),
-            "--user-id",
-            "1",
-        ])
-        .env("CMDSCOPE_LOG", "info"),
+        resolve_in(dir.path(), &config, "1").env("CMDSCOPE_LOG", "info"),
         Duration::from_secs(60),
     );
     let log = text(&out.stderr);

@@ -142,13 +142,52 @@ pub(crate) enum LimitHit {
 
 /// Caps on one instance, its memories and tables counted together.
 pub(crate) struct InstanceLimits {
-    memory_cap: usize,
-    memory_total: usize,
-    table_cap: usize,
-    table_total: usize,
+    memory: Budget,
+    table: Budget,
+}
+
+impl InstanceLimits {
+    pub(crate) fn new(memory_bytes: usize, table_elements: usize) -> InstanceLimits {
+        InstanceLimits {
+            memory: Budget::new(memory_bytes),
+            table: Budget::new(table_elements),
+        }
+    }
+}
+
+/// One cap over every memory (or table) of an instance: growths add up.
+struct Budget {
+    cap: usize,
+    total: usize,
     /// The last growth approved, taken back if the grow then fails.
-    last_memory_grow: usize,
-    last_table_grow: usize,
+    last_grow: usize,
+}
+
+impl Budget {
+    fn new(cap: usize) -> Budget {
+        Budget {
+            cap,
+            total: 0,
+            last_grow: 0,
+        }
+    }
+
+    /// Approves growing one memory or table from `current` to `desired`, or says what the
+    /// total would have been.
+    fn grow(&mut self, current: usize, desired: usize) -> Result<(), usize> {
+        let grow = desired.saturating_sub(current);
+        let wanted = self.total.saturating_add(grow);
+        if wanted > self.cap {
+            return Err(wanted);
+        }
+        self.total = wanted;
+        self.last_grow = grow;
+        Ok(())
+    }
+
+    fn grow_failed(&mut self) {
+        self.total -= std::mem::take(&mut self.last_grow);
+    }
 }
 
 impl ResourceLimiter for InstanceLimits {
@@ -158,22 +197,15 @@ impl ResourceLimiter for InstanceLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let grow = desired.saturating_sub(current);
-        let wanted = self.memory_total.saturating_add(grow);
-        if wanted > self.memory_cap {
-            return Err(LimitHit::Memory {
-                wanted,
-                cap: self.memory_cap,
-            }
-            .into());
-        }
-        self.memory_total = wanted;
-        self.last_memory_grow = grow;
+        let cap = self.memory.cap;
+        self.memory
+            .grow(current, desired)
+            .map_err(|wanted| LimitHit::Memory { wanted, cap })?;
         Ok(true)
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory_total -= std::mem::take(&mut self.last_memory_grow);
+        self.memory.grow_failed();
         Ok(())
     }
 
@@ -183,22 +215,15 @@ impl ResourceLimiter for InstanceLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let grow = desired.saturating_sub(current);
-        let wanted = self.table_total.saturating_add(grow);
-        if wanted > self.table_cap {
-            return Err(LimitHit::Table {
-                wanted,
-                cap: self.table_cap,
-            }
-            .into());
-        }
-        self.table_total = wanted;
-        self.last_table_grow = grow;
+        let cap = self.table.cap;
+        self.table
+            .grow(current, desired)
+            .map_err(|wanted| LimitHit::Table { wanted, cap })?;
         Ok(true)
     }
 
     fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.table_total -= std::mem::take(&mut self.last_table_grow);
+        self.table.grow_failed();
         Ok(())
     }
 
@@ -293,7 +318,7 @@ impl PluginState {
 
     /// Linear memory the instance holds, all its memories together.
     pub(crate) fn memory_in_use(&self) -> usize {
-        self.limits.memory_total
+        self.limits.memory.total
     }
 
     /// Which cap stopped the instance, if one did.
@@ -440,14 +465,7 @@ impl Sandbox {
         let state = PluginState {
             wasi: wasi.build(),
             table,
-            limits: InstanceLimits {
-                memory_cap: limits.memory_bytes,
-                memory_total: 0,
-                table_cap: self.limits.table_elements,
-                table_total: 0,
-                last_memory_grow: 0,
-                last_table_grow: 0,
-            },
+            limits: InstanceLimits::new(limits.memory_bytes, self.limits.table_elements),
             plugin,
             settings,
             random: CallRandom::new(),
