@@ -338,6 +338,38 @@ fn a_python_translator_gives_german_texts_and_falls_through_for_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_refused_over_its_limits_loads_when_the_config_raises_them() {
+    let tight = tiered_config("memory_mib = 4");
+    let dir = folder(&["tiered-resolver-py"]);
+    let live = LivePlugins::new(host(&tight), dir.path(), Arc::new(tight)).unwrap();
+    let mut events = live.subscribe();
+    live.rescan();
+    let next = async |events: &mut tokio::sync::broadcast::Receiver<_>| {
+        tokio::time::timeout(Duration::from_secs(120), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let refused: cmdscope::plugin::ReloadEvent = next(&mut events).await;
+    assert_eq!(refused.event, ReloadKind::Rejected, "{refused:?}");
+    assert!(live.resolver("tiered-resolver-py").is_none());
+
+    // The operator raises the limit the rejection named; the file itself is untouched.
+    live.set_config(Arc::new(tiered_config(
+        "memory_mib = 4\n[plugins.tiered-resolver-py]\nmemory_mib = 64",
+    )));
+    let loaded = next(&mut events).await;
+    assert_eq!(loaded.event, ReloadKind::Loaded, "{loaded:?}");
+    let resolver = live.resolver("tiered-resolver-py").unwrap();
+    assert_eq!(
+        resolver
+            .resolve(&UserContext::private(1).flag("admin", true))
+            .unwrap(),
+        "admin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_python_version_compiling_never_interrupts_the_one_serving() {
     let config = Arc::new(tiered_config(""));
     let dir = tempfile::tempdir().unwrap();

@@ -350,6 +350,9 @@ struct FileEntry {
     /// A loaded version refused for a reason outside the file (its name taken by another
     /// file, a profile the config lacks), admitted when that reason goes away.
     parked: Option<Plugin>,
+    /// The last version was refused for the limits the config gave it: loaded again when the
+    /// config's plugin limits change.
+    over_limits: bool,
 }
 
 /// A load running for one file.
@@ -520,6 +523,7 @@ impl Reloader {
             sha256: None,
             serves: None,
             parked: None,
+            over_limits: false,
         });
         entry.stamp = stamp;
         entry
@@ -575,6 +579,7 @@ impl Reloader {
         let entry = self.entry(&done.key, done.stamp);
         entry.sha256 = Some(done.sha256.clone());
         entry.parked = None;
+        entry.over_limits = done.result.as_ref().is_err_and(LoadError::is_over_limits);
         let serves = entry.serves.clone();
         let admitted = done
             .result
@@ -727,13 +732,16 @@ impl Reloader {
     /// changed are loaded again (settings are handed to instances at load).
     fn set_config(&mut self, config: Arc<Config>) {
         let old = self.shared.config.swap(config.clone());
+        // Any plugin's limits may change what `info` runs within (names are not known before
+        // it answers), so a file refused over limits is looked at again on any settings change.
+        let settings_changed = old.plugin_settings != config.plugin_settings;
         let changed: Vec<FileKey> = self
             .files
             .iter()
             .filter(|(_, e)| {
                 e.serves.as_ref().is_some_and(|name| {
                     old.plugin_settings.get(name) != config.plugin_settings.get(name)
-                })
+                }) || (e.over_limits && settings_changed)
             })
             .map(|(k, _)| k.clone())
             .collect();

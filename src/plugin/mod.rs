@@ -148,6 +148,15 @@ impl LoadError {
             LoadError::UnknownProfiles(_) | LoadError::DuplicateName(..)
         )
     }
+
+    /// Whether the file was refused for the memory or time its limits give it, which the
+    /// config's `[plugins.<name>]` settings may raise: looked at again when they change.
+    pub fn is_over_limits(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Limits { .. } | LoadError::InfoOverLimits(_)
+        )
+    }
 }
 
 /// At most five items, each clipped, then how many more: `a`, `b` and 199998 more.
