@@ -266,6 +266,7 @@ fn plugins_test_reports_failures_bad_lines_and_what_a_new_version_changes() {
     let dir = Path::new(env!("CMDSCOPE_PLUGIN_DIR"));
     let root = tempfile::tempdir().unwrap();
     let cases = root.path().join("cases.jsonl");
+    let compiled = root.path().join("compiled");
     std::fs::write(
         &cases,
         r#"{"context": {"user_id": 1}, "profile": "guest"}
@@ -283,8 +284,13 @@ fn plugins_test_reports_failures_bad_lines_and_what_a_new_version_changes() {
         .arg("--compare")
         .arg(dir.join("tiered_resolver.wasm"))
         .args(["--format", "json"])
+        .arg("--compiled-cache")
+        .arg(&compiled)
         .output()
         .unwrap();
+    // Both versions compiled into the cache a host would use: a deploy after the test is a hit.
+    let cached = std::fs::read_dir(&compiled).unwrap().count();
+    assert_eq!(cached, 2, "compiled versions in the cache");
     assert_eq!(out.status.code(), Some(1), "a failed case fails the run");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["plugin"]["version"], "2.0.0");

@@ -224,6 +224,28 @@ pub(crate) fn engine_for(config: Config, plugins: Option<&Path>) -> anyhow::Resu
 
 /// The plugin host the CLI uses: compiles run in a child process (this binary as a compile
 /// worker), so a component that takes too long is killed, not left compiling.
+/// Where compiled plugins are kept between runs, shared by every command that loads plugins.
+#[derive(clap::Args)]
+pub(crate) struct CompiledCacheArgs {
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/cmdscope/compiled).
+    #[arg(long)]
+    compiled_cache: Option<PathBuf>,
+    /// Compile every plugin, without the cache.
+    #[arg(long, conflicts_with = "compiled_cache")]
+    no_compiled_cache: bool,
+}
+
+impl CompiledCacheArgs {
+    pub(crate) fn dir(&self) -> Option<PathBuf> {
+        if self.no_compiled_cache {
+            return None;
+        }
+        self.compiled_cache
+            .clone()
+            .or_else(cmdscope::plugin::CompiledCache::default_dir)
+    }
+}
+
 pub(crate) fn plugin_host(limits: &cmdscope::config::SandboxLimits) -> anyhow::Result<PluginHost> {
     let host = PluginHost::new(limits.clone())?;
     Ok(match cmdscope::plugin::Compiler::this_program() {

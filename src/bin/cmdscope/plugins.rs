@@ -11,7 +11,9 @@ use cmdscope::config::SandboxLimits;
 use cmdscope::plugin::{CompiledCache, PluginInfo, PluginSet, Rejected, cases};
 use cmdscope::resolve::{FlagValue, UserContext};
 
-use super::{OutputFormat, engine_for, load_or_print, plugin_host, print_commands};
+use super::{
+    CompiledCacheArgs, OutputFormat, engine_for, load_or_print, plugin_host, print_commands,
+};
 
 #[derive(Subcommand)]
 pub(crate) enum PluginsCommand {
@@ -48,6 +50,9 @@ pub(crate) struct TestArgs {
     compare: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+    /// The cache `serve` and `watch` use: testing on the host's machine warms it.
+    #[command(flatten)]
+    cache: CompiledCacheArgs,
 }
 
 #[derive(Args)]
@@ -263,8 +268,14 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let mut host = plugin_host(&limits)?;
     // Python and JavaScript components take seconds to compile: keep what was compiled.
-    if let Some(cache) = CompiledCache::default_dir().and_then(|d| CompiledCache::open(&d).ok()) {
-        host = host.with_compiled_cache(cache);
+    if let Some(dir) = args.cache.dir() {
+        match CompiledCache::open(&dir) {
+            Ok(cache) => host = host.with_compiled_cache(cache),
+            Err(e) => eprintln!(
+                "warning: compiled cache {} unusable ({e}); compiling without it",
+                dir.display()
+            ),
+        }
     }
     let load = |path: &PathBuf| {
         host.load_file(path, &settings)

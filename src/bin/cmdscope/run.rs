@@ -11,9 +11,10 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use cmdscope::host::http::{self, HttpOptions};
-use cmdscope::plugin::{CompiledCache, Compiler};
+use cmdscope::plugin::Compiler;
 use cmdscope::{Host, HostEvent};
 
+use crate::CompiledCacheArgs;
 use crate::sync::Connection;
 
 /// Where the host finds its config and plugins.
@@ -24,12 +25,8 @@ pub(crate) struct HostArgs {
     /// Folder of `.wasm` plugins, hot-reloaded.
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/cmdscope/compiled).
-    #[arg(long)]
-    compiled_cache: Option<PathBuf>,
-    /// Compile every plugin at start, without the cache.
-    #[arg(long, conflicts_with = "compiled_cache")]
-    no_compiled_cache: bool,
+    #[command(flatten)]
+    cache: CompiledCacheArgs,
 }
 
 impl HostArgs {
@@ -38,14 +35,7 @@ impl HostArgs {
         if let Some(dir) = &self.plugins {
             builder = builder.plugins(dir);
         }
-        let cache = if self.no_compiled_cache {
-            None
-        } else {
-            self.compiled_cache
-                .clone()
-                .or_else(CompiledCache::default_dir)
-        };
-        if let Some(cache) = cache {
+        if let Some(cache) = self.cache.dir() {
             builder = builder.compiled_cache(cache);
         }
         // A component too slow to compile is killed, not left compiling: this binary is its
