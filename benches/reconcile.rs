@@ -10,12 +10,15 @@
 //! version 2 changes the menu of 10% of the users, then of none (the examination alone).
 //! Then what a known user costs in each store. Redis needs `redis-server` on the PATH.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{BufRead, BufReader};
+#[path = "common/counting.rs"]
+mod counting;
+#[path = "common/process.rs"]
+mod process;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::Receiver;
@@ -26,64 +29,9 @@ use cmdscope::host::{HostEvent, ReconcileOptions, ReconcileReport, Trigger};
 use cmdscope::plugin::{ReloadKind, WatchOptions};
 use cmdscope::state::{FileStore, MemoryStore, StateStore};
 use cmdscope::{Host, UserContext};
+use process::{Process, emulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cmdscope");
 const TOKEN: &str = "4242:bench";
-
-/// The system allocator, counting live bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn emulator() -> (Process, String) {
-    let mut child = Command::new(BIN)
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cmdscope emulator starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the emulator prints its URL")
-        .to_string();
-    (Process(child), url)
-}
 
 /// A `redis-server` on a free port, or `None` when there is none on the PATH.
 fn redis(dir: &Path) -> Option<(Process, String)> {
@@ -254,12 +202,12 @@ async fn swap_and_reconcile(
 
 /// Heap bytes per user the memory store keeps for `users`.
 async fn memory_store_bytes(users: &[UserContext]) -> f64 {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::LIVE.load(Ordering::Relaxed);
     let store = MemoryStore::new();
     for u in users {
         store.known_users().unwrap().remember(u, 1).await.unwrap();
     }
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let bytes = counting::LIVE.load(Ordering::Relaxed) - before;
     drop(store);
     bytes as f64 / users.len() as f64
 }

@@ -7,40 +7,17 @@
 //! the `tiered-resolver` plugin. Users are guests in private chats: their menu is their
 //! scope's, so no call is needed and the figures are the engine's own cost.
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "common/process.rs"]
+mod process;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cmdscope");
+use process::{BIN, emulator};
+
 const TOKEN: &str = "4242:bench";
-
-struct Emulator(Child, String);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn emulator() -> Emulator {
-    let mut child = Command::new(BIN)
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cmdscope emulator starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the emulator prints its URL")
-        .to_string();
-    Emulator(child, url)
-}
 
 struct Run {
     cpu: Duration,
@@ -106,7 +83,7 @@ fn main() {
     std::fs::write(&wasm, &shop).unwrap();
     let native = dir.path().join("native.toml");
     std::fs::write(&native, shop.replace("resolver = \"tiered-resolver\"", "")).unwrap();
-    let emulator = emulator();
+    let (_emulator, url) = emulator();
 
     println!("| users | resolver | CPU per user | CPU total | wall | peak RSS |");
     println!("|---|---|---|---|---|---|");
@@ -126,7 +103,7 @@ fn main() {
             ("none (default profile)", &native),
             ("tiered-resolver (wasm)", &wasm),
         ] {
-            let run = sync(dir.path(), config, &plugins, &users, &emulator.1);
+            let run = sync(dir.path(), config, &plugins, &users, &url);
             println!(
                 "| {n} | {name} | {:.2} us | {:.2} s | {:.2} s | {} MB |",
                 run.cpu.as_secs_f64() * 1e6 / n as f64,
