@@ -1,6 +1,7 @@
 //! `cmdscope serve` as operators run it: the JSON API over HTTP with an API key, server-sent
-//! events, `/healthz`, `/metrics`, SIGTERM; and a `kill -9` in the middle of a reconciliation
-//! of 5,000 users, then a restart that finishes the job and sends no list twice.
+//! events, `/healthz`, `/metrics`, SIGTERM; a `kill -9` in the middle of a reconciliation
+//! of 5,000 users, then a restart that finishes the job and sends no list twice; and the
+//! aiogram example (`examples/aiogram_bot.py`, Python) using it to keep its users' menus.
 
 mod common;
 
@@ -16,6 +17,7 @@ use cmdscope::UserContext;
 use cmdscope::emulator::RunningEmulator;
 use cmdscope::state::{FileStore, StateStore};
 
+use common::chat::{has, say, sees};
 use common::process::BIN;
 use common::{TOKEN, emulator, plugin_bytes};
 
@@ -476,5 +478,83 @@ async fn a_kill_9_mid_reconciliation_is_finished_after_a_restart_sending_nothing
         let menu = running.emulator.effective(&u.viewer()).1;
         let premium = menu.iter().any(|c| c.command == "deals");
         assert_eq!(premium, u.user_id % 10 == 0, "user {}", u.user_id);
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Python of a virtualenv holding `examples/aiogram-requirements.txt`, made once under
+/// the target directory (pip, from the package registry) and again when the file changes.
+fn aiogram_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("aiogram-venv");
+    let requirements = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/aiogram-requirements.txt"
+    );
+    let wanted = std::fs::read_to_string(requirements).unwrap();
+    let stamp = venv.join("cmdscope-installed.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let run = |c: &mut Command| {
+            let out = c.output().unwrap();
+            assert!(out.status.success(), "{c:?}: {out:?}");
+        };
+        run(Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv));
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(requirements));
+        std::fs::write(&stamp, &wanted).unwrap();
+    }
+    venv.join("bin/python3")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aiogram_example_keeps_its_users_menus_right_through_serve() {
+    let python = aiogram_python();
+    let running = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, plugins) = shop(dir.path());
+    let serve = serve(&running, &config, &plugins, &[]);
+    wait_healthy(&reqwest::Client::new(), &serve.url).await;
+    let _bot = Killed(
+        Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/aiogram_bot.py"
+            ))
+            .env("BOT_TOKEN", TOKEN)
+            .env("CMDSCOPE_API_KEY", KEY)
+            .env("CMDSCOPE_URL", &serve.url)
+            .env("BOT_API_URL", running.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // A guest sees their scope's menu; `/register` makes the bot post a registered context
+    // to serve, which sends the user their own list.
+    say(&running, 21, "hello");
+    sees(&running, 21, |m| has(m, "catalog") && !has(m, "cart")).await;
+    say(&running, 21, "/register");
+    sees(&running, 21, |m| has(m, "cart") && !has(m, "deals")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running
+        .emulator
+        .sent_messages()
+        .iter()
+        .any(|m| m.chat_id == 21 && m.text.starts_with("Welcome!"))
+    {
+        assert!(Instant::now() < deadline, "the bot did not answer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

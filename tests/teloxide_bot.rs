@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cmdscope::emulator::{RunningEmulator, UserMessage};
-use cmdscope::{BotCommand, UserContext};
+use cmdscope::UserContext;
 
+use common::chat::{has, say, sees};
 use common::{TOKEN, emulator, plugin_bytes};
 
 /// `target/<profile>/examples/teloxide_bot`, built by `cargo test` with the other examples.
@@ -27,39 +27,6 @@ impl Drop for Bot {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn say(running: &RunningEmulator, user_id: i64, text: &str) {
-    running.emulator.push_message(&UserMessage {
-        user_id,
-        text: text.into(),
-        chat_id: None,
-        chat_type: None,
-        language_code: Some("en".into()),
-        first_name: None,
-    });
-}
-
-/// Waits (up to a minute) until `user` sees a menu satisfying `want`.
-async fn sees(
-    running: &RunningEmulator,
-    user: i64,
-    want: impl Fn(&[BotCommand]) -> bool,
-) -> Vec<BotCommand> {
-    let viewer = UserContext::private(user).language("en").viewer();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let menu = running.emulator.effective(&viewer).1;
-        if want(&menu) {
-            return menu;
-        }
-        assert!(Instant::now() < deadline, "user {user} still sees {menu:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn has(menu: &[BotCommand], command: &str) -> bool {
-    menu.iter().any(|c| c.command == command)
 }
 
 #[tokio::test(flavor = "multi_thread")]

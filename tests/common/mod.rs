@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+pub mod chat;
 pub mod process;
 pub mod variant;
 pub mod wat;
