@@ -18,7 +18,7 @@ use cmdscope::emulator::RunningEmulator;
 use cmdscope::state::{FileStore, StateStore};
 
 use common::chat::{has, say, sees};
-use common::process::BIN;
+use common::process::{BIN, Killed};
 use common::{TOKEN, emulator, plugin_bytes};
 
 const KEY: &str = "test-api-key";
@@ -478,16 +478,6 @@ async fn a_kill_9_mid_reconciliation_is_finished_after_a_restart_sending_nothing
         let menu = running.emulator.effective(&u.viewer()).1;
         let premium = menu.iter().any(|c| c.command == "deals");
         assert_eq!(premium, u.user_id % 10 == 0, "user {}", u.user_id);
-    }
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -7,11 +7,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cmdscope");
+use common::process::{BIN, Killed};
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml");
 
 fn chromium() -> Option<&'static str> {
@@ -52,15 +52,6 @@ fn dump_dom(browser: &str, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Watch(Child);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_status_page_shows_plugins_rejections_and_a_menu_preview_in_a_browser() {
     let Some(browser) = chromium() else { return };
@@ -88,7 +79,7 @@ fn the_status_page_shows_plugins_rejections_and_a_menu_preview_in_a_browser() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let watch = Watch(child);
+    let watch = Killed(child);
     let url = loop {
         let mut line = String::new();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "watch exited");

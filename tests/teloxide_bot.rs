@@ -5,12 +5,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cmdscope::UserContext;
 
 use common::chat::{has, say, sees};
+use common::process::Killed;
 use common::{TOKEN, emulator, plugin_bytes};
 
 /// `target/<profile>/examples/teloxide_bot`, built by `cargo test` with the other examples.
@@ -18,15 +19,6 @@ fn example() -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let profile_dir = deps.parent().unwrap().parent().unwrap();
     profile_dir.join("examples").join("teloxide_bot")
-}
-
-struct Bot(Child);
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,7 +55,7 @@ async fn a_teloxide_bot_follows_messages_and_a_resolver_swap_without_a_restart()
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let bot = Bot(child);
+    let bot = Killed(child);
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let ready = lines.next().unwrap().unwrap();
     assert!(

@@ -11,6 +11,16 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cmdscope");
 
+/// A child process killed (and reaped) when dropped: a failing test leaves nothing running.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `command` to its end (killed after `limit`), with its output and its peak resident
 /// memory in KiB, read from the kernel's accounting of that one child.
 pub fn run_measured(command: &mut Command, limit: Duration) -> (Output, u64) {
