@@ -17,7 +17,7 @@ use cmdscope::resolve::FnResolver;
 use cmdscope::scope::ChatRef;
 use cmdscope::{Host, Lang, ListKey, Scope, Status, UserContext};
 
-use common::{emulator, http_api, plugin_bytes};
+use common::{emulator, http_api, plugin_bytes, shop_folder};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -40,21 +40,6 @@ fn fast() -> (WatchOptions, ReconcileOptions) {
             ..ReconcileOptions::default()
         },
     )
-}
-
-/// The example shop config and its two plugins (resolver version 1) in a folder.
-fn shop(dir: &Path) -> (PathBuf, PathBuf) {
-    let config = dir.join("cmdscope.toml");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
-        &config,
-    )
-    .unwrap();
-    let plugins = dir.join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::write(plugins.join("tiered.wasm"), plugin_bytes("tiered-resolver")).unwrap();
-    std::fs::write(plugins.join("shop.wasm"), plugin_bytes("shop-translator")).unwrap();
-    (config, plugins)
 }
 
 async fn host(config: &Path, plugins: Option<&Path>) -> Host {
@@ -140,7 +125,7 @@ fn own_list(user_id: i64) -> ListKey {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resolver_swap_reaches_every_affected_known_user_and_only_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let running = emulator().await;
     let host = host(&config, Some(&plugins)).await;
     let mut events = host.subscribe();
@@ -325,7 +310,7 @@ async fn a_translator_swap_resends_exactly_the_lists_whose_text_changed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_config_is_rejected_and_the_last_good_one_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let running = emulator().await;
     let host = host(&config, Some(&plugins)).await;
     let mut events = host.subscribe();
@@ -392,7 +377,7 @@ async fn an_invalid_config_is_rejected_and_the_last_good_one_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn live_updates_win_over_the_reconciliation_and_are_not_starved() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let running = emulator().await;
     let (watch, reconcile) = fast();
     let host = Host::builder(&config)
@@ -458,7 +443,7 @@ async fn live_updates_win_over_the_reconciliation_and_are_not_starved() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_lets_in_flight_updates_finish_and_refuses_new_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let running = emulator().await;
     let host = host(&config, Some(&plugins)).await;
     host.start(http_api(&running)).await.unwrap();

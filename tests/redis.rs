@@ -20,7 +20,7 @@ use cmdscope::resolve::FlagRules;
 use cmdscope::state::{Intent, StateStore};
 use cmdscope::{CommandManager, ListKey, Scope, UserContext};
 
-use common::{TOKEN, emulator};
+use common::{TOKEN, emulator, shop_folder};
 
 /// A redis-server child process, stopped on drop.
 struct RedisServer {
@@ -520,29 +520,6 @@ fn two_sync_users_processes_share_one_redis() {
     let again = summary(sync());
     assert_eq!(sent(&again), 0);
     assert_eq!(again["unchanged"], 300);
-}
-
-/// The shop example and its plugins (resolver version 1) in `dir`.
-fn shop_folder(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let config = dir.join("cmdscope.toml");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
-        &config,
-    )
-    .unwrap();
-    let plugins = dir.join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::write(
-        plugins.join("tiered.wasm"),
-        common::plugin_bytes("tiered-resolver"),
-    )
-    .unwrap();
-    std::fs::write(
-        plugins.join("shop.wasm"),
-        common::plugin_bytes("shop-translator"),
-    )
-    .unwrap();
-    (config, plugins)
 }
 
 #[tokio::test(flavor = "multi_thread")]

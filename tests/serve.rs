@@ -19,7 +19,7 @@ use cmdscope::state::{FileStore, StateStore};
 
 use common::chat::{has, say, sees};
 use common::process::{BIN, Killed};
-use common::{TOKEN, emulator, plugin_bytes};
+use common::{TOKEN, emulator, plugin_bytes, shop_folder};
 
 const KEY: &str = "test-api-key";
 
@@ -33,21 +33,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The shop config and plugins (resolver version 1) in `dir`.
-fn shop(dir: &Path) -> (PathBuf, PathBuf) {
-    let config = dir.join("cmdscope.toml");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
-        &config,
-    )
-    .unwrap();
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::write(plugins.join("tiered.wasm"), plugin_bytes("tiered-resolver")).unwrap();
-    std::fs::write(plugins.join("shop.wasm"), plugin_bytes("shop-translator")).unwrap();
-    (config, plugins)
 }
 
 fn serve(running: &RunningEmulator, config: &Path, plugins: &Path, extra: &[&str]) -> Serve {
@@ -126,7 +111,7 @@ fn post(
 async fn serve_answers_the_api_with_a_key_streams_events_and_stops_on_sigterm() {
     let running = emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let server = serve(&running, &config, &plugins, &[]);
     let client = reqwest::Client::new();
     let url = server.url.clone();
@@ -320,7 +305,7 @@ fn sent(running: &RunningEmulator, from: usize) -> HashMap<String, usize> {
 async fn a_kill_9_mid_reconciliation_is_finished_after_a_restart_sending_nothing_twice() {
     let running = emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let state = dir.path().join("state.redb");
     let users_file = dir.path().join("users.jsonl");
     let all = users();
@@ -512,7 +497,7 @@ async fn the_aiogram_example_keeps_its_users_menus_right_through_serve() {
     let python = aiogram_python();
     let running = emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, plugins) = shop(dir.path());
+    let (config, plugins) = shop_folder(dir.path());
     let serve = serve(&running, &config, &plugins, &[]);
     wait_healthy(&reqwest::Client::new(), &serve.url).await;
     let _bot = Killed(

@@ -12,7 +12,7 @@ use cmdscope::UserContext;
 
 use common::chat::{has, say, sees};
 use common::process::Killed;
-use common::{TOKEN, emulator, plugin_bytes};
+use common::{TOKEN, emulator, plugin_bytes, shop_folder};
 
 /// `target/<profile>/examples/teloxide_bot`, built by `cargo test` with the other examples.
 fn example() -> PathBuf {
@@ -31,16 +31,7 @@ async fn a_teloxide_bot_follows_messages_and_a_resolver_swap_without_a_restart()
     );
     let running = emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cmdscope.toml");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
-        &config,
-    )
-    .unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::write(plugins.join("tiered.wasm"), plugin_bytes("tiered-resolver")).unwrap();
-    std::fs::write(plugins.join("shop.wasm"), plugin_bytes("shop-translator")).unwrap();
+    let (config, plugins) = shop_folder(dir.path());
 
     let mut child = Command::new(&binary)
         .args([

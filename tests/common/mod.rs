@@ -40,6 +40,22 @@ pub fn shop_config() -> Config {
     .config
 }
 
+/// The shop example as an operator lays it out in `dir`: `cmdscope.toml` and a `plugins/`
+/// folder with its two plugins (resolver version 1). Returns the config and the folder.
+pub fn shop_folder(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("cmdscope.toml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop.toml"),
+        &config,
+    )
+    .unwrap();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("tiered.wasm"), plugin_bytes("tiered-resolver")).unwrap();
+    std::fs::write(plugins.join("shop.wasm"), plugin_bytes("shop-translator")).unwrap();
+    (config, plugins)
+}
+
 /// The example plugins, loaded into a sandbox: `tiered-resolver` and `shop-translator`.
 pub fn shop_plugins() -> (Arc<dyn cmdscope::Resolver>, Arc<dyn cmdscope::Translator>) {
     use cmdscope::plugin::{Plugin, PluginHost, PluginSettings, SandboxLimits};
