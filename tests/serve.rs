@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -19,93 +18,8 @@ use cmdscope::state::{FileStore, StateStore};
 
 use common::chat::{has, say, sees};
 use common::process::{BIN, Killed};
+use common::serve::{KEY, post, serve, wait_healthy};
 use common::{TOKEN, emulator, plugin_bytes, shop_folder};
-
-const KEY: &str = "test-api-key";
-
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(running: &RunningEmulator, config: &Path, plugins: &Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .args([
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--no-compiled-cache",
-        ])
-        .args([
-            "--token",
-            TOKEN,
-            "--api-url",
-            &running.url(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .env("CMDSCOPE_API_KEY", KEY)
-        .env("CMDSCOPE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "serve exited");
-        if let Some(rest) = line.strip_prefix("cmdscope serving on ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Serve { child, url }
-}
-
-async fn wait_healthy(client: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = client
-            .get(format!("{url}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == 200 {
-            return;
-        }
-        assert_eq!(status, 503, "not yet applied");
-        assert!(Instant::now() < deadline, "never healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn post(
-    client: &reqwest::Client,
-    url: &str,
-    path: &str,
-    key: Option<&str>,
-) -> reqwest::RequestBuilder {
-    let request = client.post(format!("{url}{path}"));
-    match key {
-        Some(k) => request.bearer_auth(k),
-        None => request,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_answers_the_api_with_a_key_streams_events_and_stops_on_sigterm() {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 pub mod chat;
 pub mod process;
+pub mod redis;
+pub mod serve;
 pub mod variant;
 pub mod wat;
 
