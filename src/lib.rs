@@ -19,6 +19,7 @@ pub mod output_cache;
 pub mod plan;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod release;
 pub mod resolve;
 pub mod scope;
 pub mod sources;

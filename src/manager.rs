@@ -148,6 +148,11 @@ pub struct CommandManager {
     /// Known users in the store, counted from the first remembered one.
     known_count: AtomicU64,
     known_counted: AtomicBool,
+    /// Users the store could not take (it was away), written when it answers again.
+    unsaved: crate::state::Unsaved,
+    /// Woken when a live update records a user behind the rules serving now (an update
+    /// resolved just before a swap), so the reconciler walks them without waiting for a change.
+    left_behind: tokio::sync::Notify,
 }
 
 /// Whether updates remember each user's context (for reconciliation), and how many at most.
@@ -196,6 +201,8 @@ impl CommandManager {
             known: KnownUserPolicy::default(),
             known_count: AtomicU64::new(0),
             known_counted: AtomicBool::new(false),
+            unsaved: crate::state::Unsaved::new(crate::state::unsaved::DEFAULT_CAPACITY),
+            left_behind: tokio::sync::Notify::new(),
         }
     }
 
@@ -603,36 +610,106 @@ impl CommandManager {
 
     /// Records the context a live update used: at `generation` when Telegram holds its menu,
     /// at 0 (behind every generation, so the reconciler retries it) when the update failed.
+    /// A store that cannot take it gets it later ([`CommandManager::save_unsaved`]).
     async fn remember(&self, ctx: &UserContext, generation: u64, status: &Status) {
         let Some(known) = self.known_users() else {
             return;
         };
         let generation = match status {
             Status::Unchanged | Status::Set | Status::Deleted => generation,
-            Status::Failed(_) => 0,
-            // A newer update remembers; the store cannot be written anyway.
-            Status::Superseded | Status::StoreFailed(_) => return,
+            Status::Failed(_) | Status::StoreFailed(_) => 0,
+            // A newer update remembers.
+            Status::Superseded => return,
         };
-        if !self.known_counted.swap(true, Ordering::Relaxed) {
-            let count = known.count().await.unwrap_or(0);
-            self.known_count.fetch_add(count, Ordering::Relaxed);
+        if generation != self.engine.load().generation() {
+            // Resolved under rules that were replaced meanwhile (or failed): walk it again.
+            self.left_behind.notify_one();
         }
-        match known.remember(ctx, generation).await {
-            Ok(true) => {
-                let count = self.known_count.fetch_add(1, Ordering::Relaxed) + 1;
-                if count > self.known.max {
-                    self.known_count.fetch_sub(1, Ordering::Relaxed);
-                    let _ = known.forget(UserKey::of(ctx)).await;
+        match self.record_known(known, ctx, generation).await {
+            Ok(()) => self.unsaved.settled(UserKey::of(ctx)),
+            Err(e) => {
+                if self.unsaved.is_empty() {
                     tracing::warn!(
-                        max = self.known.max,
-                        "known users at their maximum: user {} is updated but not remembered",
-                        ctx.user_id
+                        user_id = ctx.user_id,
+                        "cannot remember the user, kept until the store answers again: {e}"
                     );
                 }
+                self.unsaved.keep(ctx, generation);
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(user_id = ctx.user_id, "cannot remember the user: {e}"),
         }
+    }
+
+    /// Writes one known user, counting new ones against the policy's maximum.
+    async fn record_known(
+        &self,
+        known: &dyn KnownUsers,
+        ctx: &UserContext,
+        generation: u64,
+    ) -> Result<(), StoreError> {
+        if !self.known_counted.load(Ordering::Relaxed) {
+            let count = known.count().await?;
+            if !self.known_counted.swap(true, Ordering::Relaxed) {
+                self.known_count.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        if known.remember(ctx, generation).await? {
+            let count = self.known_count.fetch_add(1, Ordering::Relaxed) + 1;
+            if count > self.known.max {
+                self.known_count.fetch_sub(1, Ordering::Relaxed);
+                let _ = known.forget(UserKey::of(ctx)).await;
+                tracing::warn!(
+                    max = self.known.max,
+                    "known users at their maximum: user {} is updated but not remembered",
+                    ctx.user_id
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the users the store could not take while it was away, each in its list's turn
+    /// (so a live update for the same user, which remembers a newer context, is never
+    /// overwritten). Stops at the first failure: the store is still away. Answers how many
+    /// were written and how many still wait.
+    pub async fn save_unsaved(&self) -> (u64, usize) {
+        let Some(known) = self.known_users() else {
+            return (0, 0);
+        };
+        let mut saved = 0;
+        'pages: while !self.unsaved.is_empty() {
+            let page = self.unsaved.oldest(256);
+            for (key, ctx) in page {
+                let _turn = self.turns.turn(&override_key(&ctx.viewer())).await;
+                let Some(generation) = self.unsaved.take_if(key, &ctx) else {
+                    continue;
+                };
+                if let Err(e) = self.record_known(known, &ctx, generation).await {
+                    self.unsaved.keep_if_absent(&ctx, generation);
+                    tracing::debug!("the store is still away ({e}); known users keep waiting");
+                    break 'pages;
+                }
+                saved += 1;
+            }
+        }
+        if saved > 0 {
+            tracing::info!(
+                saved,
+                waiting = self.unsaved.len(),
+                dropped = self.unsaved.dropped(),
+                "known users kept during a store outage are written"
+            );
+        }
+        (saved, self.unsaved.len())
+    }
+
+    /// Known users waiting for the store to answer again.
+    pub fn unsaved_users(&self) -> usize {
+        self.unsaved.len()
+    }
+
+    /// Resolves once a live update recorded a user behind the rules serving now.
+    pub async fn user_left_behind(&self) {
+        self.left_behind.notified().await
     }
 
     /// Brings one key to its desired content: nothing when the store knows Telegram has it;

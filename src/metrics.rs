@@ -244,6 +244,22 @@ pub(crate) fn cache_lookup(plugin: &str, result: &'static str, n: u64) {
         .increment(n);
 }
 
+/// Known users waiting for the store to answer again.
+pub(crate) fn known_users_unsaved(n: usize) {
+    if !enabled() {
+        return;
+    }
+    gauge!("cmdscope_known_users_unsaved").set(n as f64);
+}
+
+/// A known user dropped because too many waited for the store.
+pub(crate) fn known_users_dropped() {
+    if !enabled() {
+        return;
+    }
+    counter!("cmdscope_known_users_dropped_total").increment(1);
+}
+
 /// Log lines a plugin wrote over its budget, dropped.
 pub(crate) fn plugin_log_dropped(plugin: &str, lines: u64) {
     if !enabled() {

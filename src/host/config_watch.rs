@@ -149,14 +149,36 @@ pub(super) fn start(inner: &Arc<Inner>) -> anyhow::Result<ConfigWatch> {
 
 /// Reads the config and its catalogs; when they changed (or `force`), validates them and
 /// swaps in a new engine. Answers whether a new config is serving.
+///
+/// A config that names a plugin the folder does not serve yet (a plugin deployed with its
+/// config, still compiling) is not final: it waits, is handed to the plugin folder (so a
+/// plugin version parked for a profile only this config defines is admitted), and is looked at
+/// again whenever the plugin set changes, until it validates or a newer config replaces it.
 pub(super) fn reload(inner: &Inner, force: bool) -> bool {
-    // The watcher and `Host::reload_config` take turns.
+    // The watcher, plugin swaps and `Host::reload_config` take turns.
     let _one_at_a_time = inner.reloading.lock().unwrap_or_else(|p| p.into_inner());
+    let mut force = force;
+    loop {
+        match look(inner, force) {
+            Look::Done(serving) => return serving,
+            // A plugin it waited for loaded while it was being checked.
+            Look::Again => force = true,
+        }
+    }
+}
+
+enum Look {
+    /// Whether a new config is serving.
+    Done(bool),
+    Again,
+}
+
+fn look(inner: &Inner, force: bool) -> Look {
     let path = &inner.config_path;
     let file = path.display().to_string();
     let Ok(bytes) = std::fs::read(path) else {
         // Gone for a moment (an editor's save, a ConfigMap swap): the next look sees it.
-        return false;
+        return Look::Done(false);
     };
     let serving = inner.engine.load().config().clone();
     let seen = inner
@@ -164,32 +186,34 @@ pub(super) fn reload(inner: &Inner, force: bool) -> bool {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let candidate = match Config::load(path) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                tracing::warn!("{warning}");
-            }
-            Some(loaded.config)
-        }
-        Err(_) => None,
-    };
-    let now = inputs_of(&bytes, candidate.as_ref().unwrap_or(&serving));
+    // Parsed from the bytes just read, so what is hashed is what is built.
+    let candidate = parse(path, &bytes);
+    let now = inputs_of(&bytes, candidate.as_ref().ok().unwrap_or(&serving));
     if !force && now == seen {
-        return false;
+        return Look::Done(false);
     }
     *inner.config_bytes.lock().unwrap_or_else(|p| p.into_inner()) = now;
-    match check_and_build(inner, path) {
+    let checked = candidate.and_then(|config| match check_and_build(inner, &config) {
+        Ok(engine) => Ok((config, engine)),
+        Err(errors) => Err(Refusal {
+            errors,
+            waiting_for: waiting_for_now(inner, &config),
+            config: Some(Box::new(config)),
+        }),
+    });
+    match checked {
         Ok((config, engine)) => {
+            *inner
+                .config_waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
             let restart_needed = restart_needed(&serving, &config);
             for what in &restart_needed {
                 tracing::warn!(config = %file, "{what} changed: it takes effect after a restart");
             }
             let engine = Arc::new(engine);
             let generation = engine.generation();
-            inner.engine.store(engine.clone());
-            if let Some(manager) = inner.manager() {
-                manager.set_engine(engine);
-            }
+            inner.serve_engine(engine);
             tracing::info!(config = %file, "config reloaded");
             inner.emit(HostEvent::ConfigReloaded {
                 file: file.clone(),
@@ -197,28 +221,104 @@ pub(super) fn reload(inner: &Inner, force: bool) -> bool {
                 restart_needed,
             });
             let _ = inner.kick.send(Trigger::Config { file });
-            true
+            Look::Done(true)
         }
-        Err(errors) => {
+        Err(Refusal {
+            errors,
+            waiting_for,
+            config,
+        }) if !waiting_for.is_empty() => {
+            // Only plugins missing: the folder follows this config now, so a version parked
+            // for one of its profiles is admitted.
+            if errors.len() == 1
+                && let (Some(live), Some(config)) = (&inner.live, &config)
+            {
+                live.set_config(Arc::new(Config::clone(config)));
+            }
+            tracing::warn!(
+                config = %file,
+                "config waits for {}; the last good one serves meanwhile",
+                waiting_for.join(", ")
+            );
+            *inner
+                .config_waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(waiting_for.clone());
+            // A plugin that loaded after the check and before the line above found nothing
+            // waiting: look again now rather than wait for the next plugin change.
+            if let Some(config) = &config
+                && waiting_for_now(inner, config).len() < waiting_for.len()
+            {
+                return Look::Again;
+            }
+            inner.emit(HostEvent::ConfigWaiting {
+                file,
+                waiting_for,
+                errors,
+            });
+            Look::Done(false)
+        }
+        Err(Refusal { errors, .. }) => {
+            *inner
+                .config_waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
             for e in &errors {
                 tracing::warn!(config = %file, "config rejected, the last good one keeps serving: {e}");
             }
             inner.emit(HostEvent::ConfigRejected { file, errors });
-            false
+            Look::Done(false)
         }
     }
 }
 
-/// Everything a new config must pass before it serves, every error listed: the file itself,
-/// the serving resolver's profiles, the plugins and catalogs it names. Then the plugins
-/// follow it (parked files, changed settings) and its engine is built.
-fn check_and_build(
-    inner: &Inner,
-    path: &Path,
-) -> Result<(Config, crate::engine::Engine), Vec<String>> {
-    let config = Config::load(path)
-        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?
-        .config;
+/// Why a changed config does not serve.
+struct Refusal {
+    /// Every error, as the `config_rejected` / `config_waiting` event lists them.
+    errors: Vec<String>,
+    /// Plugins it names that the folder does not serve yet: it waits for them.
+    waiting_for: Vec<String>,
+    /// The config, when it parsed.
+    config: Option<Box<Config>>,
+}
+
+/// The config in `bytes`, read from `path`, every error listed.
+fn parse(path: &Path, bytes: &[u8]) -> Result<Config, Refusal> {
+    let loaded = Config::from_bytes(path, bytes).map_err(|errors| Refusal {
+        errors: errors.iter().map(|e| e.to_string()).collect(),
+        waiting_for: Vec::new(),
+        config: None,
+    })?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}
+
+/// The plugins `config` names that the folder does not serve (yet).
+fn waiting_for_now(inner: &Inner, config: &Config) -> Vec<String> {
+    let Some(live) = &inner.live else {
+        return Vec::new();
+    };
+    let serving: BTreeSet<String> = live.current().into_iter().map(|(name, _)| name).collect();
+    config
+        .resolver
+        .iter()
+        .cloned()
+        .chain(config.translators.iter().filter_map(|t| {
+            match TranslatorSource::parse(t, &config.base_dir) {
+                Ok(TranslatorSource::Plugin(name)) => Some(name),
+                _ => None,
+            }
+        }))
+        .filter(|name| !serving.contains(name))
+        .collect()
+}
+
+/// Everything a new config must pass before it serves, every error listed: the serving
+/// resolver's profiles, the plugins and catalogs it names. Then the plugins follow it (parked
+/// files, changed settings) and its engine is built.
+fn check_and_build(inner: &Inner, config: &Config) -> Result<crate::engine::Engine, Vec<String>> {
     let lookup = inner
         .live
         .as_deref()
@@ -227,7 +327,7 @@ fn check_and_build(
     if let (Some(live), Some(name)) = (&inner.live, &config.resolver)
         && let Some((_, plugin @ Plugin::Resolver(_))) =
             live.current().into_iter().find(|(n, _)| n == name)
-        && let Err(e) = plugin.check_profiles(&config)
+        && let Err(e) = plugin.check_profiles(config)
     {
         errors.push(format!(
             "{}: resolver `{name}` (serving, from {}) {e}",
@@ -235,7 +335,7 @@ fn check_and_build(
             plugin.info().file
         ));
     }
-    if let Err(e) = crate::sources::assemble(&config, lookup) {
+    if let Err(e) = crate::sources::assemble(config, lookup) {
         errors.extend(e.lines().map(str::to_string));
     }
     if !errors.is_empty() {
@@ -246,7 +346,7 @@ fn check_and_build(
     }
     let (engine, _) = crate::sources::engine(config.clone(), lookup, inner.resolver.clone())
         .map_err(|e| e.lines().map(str::to_string).collect::<Vec<_>>())?;
-    Ok((config, engine))
+    Ok(engine)
 }
 
 /// Sections a running host cannot change in place.

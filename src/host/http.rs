@@ -427,7 +427,10 @@ async fn events(
                     HostEvent::Plugin(p) => format!("{:?}", p.event).to_lowercase(),
                     HostEvent::ConfigReloaded { .. } => "config_reloaded".into(),
                     HostEvent::ConfigRejected { .. } => "config_rejected".into(),
+                    HostEvent::ConfigWaiting { .. } => "config_waiting".into(),
                     HostEvent::Reconciled(_) => "reconciled".into(),
+                    HostEvent::ReleaseServing { .. } => "release_serving".into(),
+                    HostEvent::ReleaseRefused { .. } => "release_refused".into(),
                 };
                 Event::default()
                     .event(name)
@@ -507,6 +510,42 @@ async fn status_page(State(app): State<App>, Query(q): Query<ContextQuery>) -> i
         engine.generation(),
         host.is_ready()
     );
+    if let Some(release) = host.release() {
+        let _ = write!(
+            html,
+            "<p>Serving release <b id=\"release\">{}</b>, published by {}.</p>",
+            release.number,
+            escape(&release.by)
+        );
+    }
+    if let Some(refused) = host.refused_release() {
+        let _ = write!(
+            html,
+            "<h3>Release refused (the last good one serves)</h3><p id=\"release-refused\">release {}: {}</p>",
+            refused.release,
+            escape(&refused.reason)
+        );
+    }
+    let fleet = host.fleet();
+    if !fleet.is_empty() {
+        html.push_str(
+            "<h2>Workers</h2><table id=\"workers\"><tr><th>worker</th><th>release</th><th>generation</th><th>refused</th></tr>",
+        );
+        for w in &fleet {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td><code>{:016x}</code></td><td>{}</td></tr>",
+                escape(&w.id),
+                w.release.map(|r| r.to_string()).unwrap_or_default(),
+                w.generation,
+                w.refused
+                    .as_ref()
+                    .map(|r| escape(&format!("release {}: {}", r.release, r.reason)))
+                    .unwrap_or_default()
+            );
+        }
+        html.push_str("</table>");
+    }
     if !recent.config_errors.is_empty() {
         html.push_str(
             "<h3>Config rejected (the last good one serves)</h3><ul id=\"config-errors\">",
@@ -616,6 +655,29 @@ async fn status_page(State(app): State<App>, Query(q): Query<ContextQuery>) -> i
             HostEvent::ConfigRejected { file, errors } => {
                 ("ConfigRejected".into(), file.clone(), errors.join("; "))
             }
+            HostEvent::ConfigWaiting {
+                file, waiting_for, ..
+            } => (
+                "ConfigWaiting".into(),
+                file.clone(),
+                format!("waits for {}", waiting_for.join(", ")),
+            ),
+            HostEvent::ReleaseServing { release, plugins } => (
+                "ReleaseServing".into(),
+                format!("release {release}"),
+                plugins
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.version))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            HostEvent::ReleaseRefused {
+                release, errors, ..
+            } => (
+                "ReleaseRefused".into(),
+                format!("release {release}"),
+                errors.join("; "),
+            ),
             HostEvent::Reconciled(r) => (
                 "Reconciled".into(),
                 format!("{} users examined", r.users_examined),
@@ -697,6 +759,10 @@ async fn status_json(State(app): State<App>) -> impl IntoResponse {
     };
     let recent = host.recent();
     Json(json!({
+        "worker": host.worker_id(),
+        "release": host.release().map(|r| r.number),
+        "release_refused": host.refused_release(),
+        "workers": host.fleet(),
         "generation": format!("{:016x}", engine.generation()),
         "plugin_generation": host.plugins().map(|l| l.generation()),
         "ready": host.is_ready(),

@@ -22,6 +22,8 @@
 //! flushed.
 
 mod config_watch;
+#[cfg(feature = "redis")]
+mod follow;
 #[cfg(feature = "http")]
 pub mod http;
 mod recent;
@@ -49,6 +51,8 @@ use crate::plugin::{
 use crate::resolve::{Resolver, UserContext};
 use crate::state::{FileStore, MemoryStore, StateStore};
 
+#[cfg(feature = "redis")]
+pub use self::follow::ReleaseFollow;
 pub use self::recent::Recent;
 pub use self::reconcile::{ReconcileOptions, ReconcileReport, Trigger};
 
@@ -66,8 +70,26 @@ pub enum HostEvent {
     },
     /// A changed config was refused; the last good one keeps serving.
     ConfigRejected { file: String, errors: Vec<String> },
+    /// A changed config names plugins the folder does not serve yet; the last good one serves
+    /// until they load (it is looked at again on every plugin change).
+    ConfigWaiting {
+        file: String,
+        waiting_for: Vec<String>,
+        errors: Vec<String>,
+    },
     /// A reconciliation run ended.
     Reconciled(ReconcileReport),
+    /// A release of the fleet is serving (loaded in full, swapped in at once).
+    ReleaseServing {
+        release: u64,
+        plugins: Vec<crate::release::ReleasePlugin>,
+    },
+    /// A release could not be loaded; `serving` (the last good one) keeps serving.
+    ReleaseRefused {
+        release: u64,
+        serving: Option<u64>,
+        errors: Vec<String>,
+    },
 }
 
 impl Serialize for HostEvent {
@@ -85,7 +107,21 @@ impl Serialize for HostEvent {
                 file: &'a str,
                 errors: &'a [String],
             },
+            ConfigWaiting {
+                file: &'a str,
+                waiting_for: &'a [String],
+                errors: &'a [String],
+            },
             Reconciled(&'a ReconcileReport),
+            ReleaseServing {
+                release: u64,
+                plugins: &'a [crate::release::ReleasePlugin],
+            },
+            ReleaseRefused {
+                release: u64,
+                serving: Option<u64>,
+                errors: &'a [String],
+            },
         }
         match self {
             HostEvent::Plugin(event) => event.serialize(s),
@@ -102,7 +138,32 @@ impl Serialize for HostEvent {
             HostEvent::ConfigRejected { file, errors } => {
                 Tagged::ConfigRejected { file, errors }.serialize(s)
             }
+            HostEvent::ConfigWaiting {
+                file,
+                waiting_for,
+                errors,
+            } => Tagged::ConfigWaiting {
+                file,
+                waiting_for,
+                errors,
+            }
+            .serialize(s),
             HostEvent::Reconciled(report) => Tagged::Reconciled(report).serialize(s),
+            HostEvent::ReleaseServing { release, plugins } => Tagged::ReleaseServing {
+                release: *release,
+                plugins,
+            }
+            .serialize(s),
+            HostEvent::ReleaseRefused {
+                release,
+                serving,
+                errors,
+            } => Tagged::ReleaseRefused {
+                release: *release,
+                serving: *serving,
+                errors,
+            }
+            .serialize(s),
         }
     }
 }
@@ -124,9 +185,20 @@ pub struct HostBuilder {
     watch: WatchOptions,
     watch_config: bool,
     reconcile: ReconcileOptions,
+    #[cfg(feature = "redis")]
+    releases: Option<ReleaseFollow>,
 }
 
 impl HostBuilder {
+    /// Serve the fleet's releases from the shared store instead of a config file and a plugin
+    /// folder (`serve --follow-releases`): `build` waits for a release that loads, and the
+    /// host switches to every newer one once it loaded in full.
+    #[cfg(feature = "redis")]
+    pub fn follow_releases(mut self, follow: ReleaseFollow) -> Self {
+        self.releases = Some(follow);
+        self
+    }
+
     /// The folder of `.wasm` plugins the config names, hot-reloaded.
     pub fn plugins(mut self, dir: impl AsRef<Path>) -> Self {
         self.plugins = Some(dir.as_ref().to_path_buf());
@@ -203,15 +275,32 @@ impl HostBuilder {
     /// rejected) and the state store, and starts watching. No Bot API call is made before
     /// [`Host::start`].
     pub async fn build(self) -> anyhow::Result<Host> {
+        #[cfg(feature = "redis")]
+        let first_release = match &self.releases {
+            Some(follow) => Some(
+                follow::first(follow, self.compiled_cache.clone(), self.compiler.clone()).await,
+            ),
+            None => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let first_release: Option<std::convert::Infallible> = None;
         let config_path = std::path::absolute(&self.config_path)?;
-        let loaded = Config::load(&config_path).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            anyhow::anyhow!("{}", lines.join("\n"))
-        })?;
-        for warning in &loaded.warnings {
-            tracing::warn!("{warning}");
-        }
-        let config = loaded.config;
+        let config = match &first_release {
+            #[cfg(feature = "redis")]
+            Some(ready) => ready.loaded.config.clone(),
+            #[cfg(not(feature = "redis"))]
+            Some(never) => match *never {},
+            None => {
+                let loaded = Config::load(&config_path).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    anyhow::anyhow!("{}", lines.join("\n"))
+                })?;
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                loaded.config
+            }
+        };
         let events = self.events.clone();
         let (kick, kicks) = mpsc::unbounded_channel();
         // The status page's memory, fed from the first event on.
@@ -232,20 +321,38 @@ impl HostBuilder {
             })
         };
 
-        let (live, plugin_events) = match &self.plugins {
+        let plugin_folder = if first_release.is_some() {
+            None
+        } else {
+            self.plugins.as_ref()
+        };
+        let (live, plugin_events) = match plugin_folder {
             None => (None, None),
             Some(dir) => {
                 let (live, events) = self.load_plugins(dir, &config).await?;
                 (Some(live), Some(events))
             }
         };
-        let (engine, skipped) = crate::sources::engine(
-            config.clone(),
-            live.as_deref()
-                .map(|l| l as &dyn crate::sources::PluginLookup),
-            self.resolver.clone(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let mut following = Default::default();
+        let (engine, skipped) = match first_release {
+            #[cfg(feature = "redis")]
+            Some(ready) => {
+                following = follow::Following {
+                    serving: Some(ready.release),
+                    refused: None,
+                };
+                (ready.loaded.engine, Vec::new())
+            }
+            #[cfg(not(feature = "redis"))]
+            Some(never) => match never {},
+            None => crate::sources::engine(
+                config.clone(),
+                live.as_deref()
+                    .map(|l| l as &dyn crate::sources::PluginLookup),
+                self.resolver.clone(),
+            )
+            .map_err(anyhow::Error::msg)?,
+        };
         if !skipped.is_empty() {
             tracing::warn!(
                 "{} names {} but no plugin folder was given",
@@ -265,12 +372,25 @@ impl HostBuilder {
                 )?
             }
         };
+        #[cfg(feature = "redis")]
+        let follows = self.releases.is_some();
+        #[cfg(not(feature = "redis"))]
+        let follows = false;
         let inputs = config_watch::inputs(&config_path, &config);
         let inner = Arc::new(Inner {
+            worker_id: worker_id(),
+            following: Mutex::new(following),
+            #[cfg(feature = "redis")]
+            follow: self
+                .releases
+                .clone()
+                .map(|f| (f, self.compiled_cache.clone(), self.compiler.clone())),
+            fleet: Mutex::new(Vec::new()),
             config_path,
             live: live.clone(),
             engine: ArcSwap::from_pointee(engine),
             config_bytes: Mutex::new(inputs),
+            config_waiting: Mutex::new(None),
             reloading: Mutex::new(()),
             resolver: self.resolver,
             events,
@@ -302,7 +422,7 @@ impl HostBuilder {
             let handle = live.watch(self.watch)?;
             *inner.plugin_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         }
-        if self.watch_config {
+        if self.watch_config && !follows {
             let watcher = config_watch::start(&inner)?;
             *inner.config_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
         }
@@ -381,6 +501,37 @@ fn open_store(
     })
 }
 
+/// What a host serves of its releases (kept without the `redis` feature too: empty).
+mod follow_state {
+    #[derive(Debug, Clone, Default)]
+    pub(super) struct Following {
+        pub serving: Option<crate::release::Release>,
+        pub refused: Option<crate::state::RefusedRelease>,
+    }
+}
+
+/// A name for this worker, unique across the fleet: `host-pid-random`.
+fn worker_id() -> String {
+    format!(
+        "{}-{}-{:04x}",
+        hostname(),
+        std::process::id(),
+        fastrand::u16(..)
+    )
+}
+
+/// This machine's host name (`host` when the system will not say).
+pub(crate) fn hostname() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0 {
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        String::from_utf8_lossy(&name[..end]).into_owned()
+    } else {
+        "host".to_string()
+    }
+}
+
 /// A running bot's menus, following every change of its config and plugins. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
@@ -388,12 +539,23 @@ pub struct Host {
 }
 
 struct Inner {
+    /// This process in the fleet registry of a shared store (host name, pid, a random part).
+    worker_id: String,
+    /// The release serving and the last refused, when the host follows releases.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    following: Mutex<follow_state::Following>,
+    #[cfg(feature = "redis")]
+    follow: Option<(ReleaseFollow, Option<PathBuf>, Compiler)>,
+    /// The workers sharing the store, as the last check-in saw them.
+    fleet: Mutex<Vec<crate::state::Worker>>,
     config_path: PathBuf,
     live: Option<Arc<LivePlugins>>,
     engine: ArcSwap<Engine>,
     /// What the current engine was built from (config text, catalog files), to tell a real
     /// change from a touch.
     config_bytes: Mutex<config_watch::Inputs>,
+    /// The plugins a changed config waits for, while it waits.
+    config_waiting: Mutex<Option<Vec<String>>>,
     reloading: Mutex<()>,
     resolver: Option<Arc<dyn Resolver>>,
     events: broadcast::Sender<HostEvent>,
@@ -426,6 +588,22 @@ impl Inner {
         let _ = self.events.send(event);
     }
 
+    /// The one place a new engine starts serving: new updates use it; updates in flight
+    /// finish on theirs.
+    fn serve_engine(&self, engine: Arc<Engine>) {
+        self.engine.store(engine.clone());
+        if let Some(manager) = self.manager() {
+            manager.set_engine(engine);
+        }
+    }
+
+    fn follows_releases(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.follow.is_some();
+        #[cfg(not(feature = "redis"))]
+        return false;
+    }
+
     /// Plugin swaps reach the engine before they are announced, and kick the reconciler.
     fn follow_plugins(
         inner: &Arc<Inner>,
@@ -447,13 +625,31 @@ impl Inner {
                 sha256,
             });
         });
-        // Plugin events reach subscribers as host events.
+        // Plugin events reach subscribers as host events; a plugin that loads may be what a
+        // waiting config needs.
         let weak = Arc::downgrade(inner);
         let forward = tokio::spawn(async move {
             loop {
                 match plugin_events.recv().await {
                     Ok(event) => match weak.upgrade() {
-                        Some(inner) => inner.emit(HostEvent::Plugin(event)),
+                        Some(inner) => {
+                            let loaded = matches!(
+                                event.event,
+                                crate::plugin::ReloadKind::Loaded
+                                    | crate::plugin::ReloadKind::Reloaded
+                            );
+                            inner.emit(HostEvent::Plugin(event));
+                            let waiting = inner
+                                .config_waiting
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .is_some();
+                            if loaded && waiting {
+                                tokio::task::spawn_blocking(move || {
+                                    config_watch::reload(&inner, true)
+                                });
+                            }
+                        }
                         None => return,
                     },
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -494,6 +690,8 @@ impl Host {
             watch: WatchOptions::default(),
             watch_config: true,
             reconcile: ReconcileOptions::default(),
+            #[cfg(feature = "redis")]
+            releases: None,
         }
     }
 
@@ -538,6 +736,21 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(task);
+        #[cfg(feature = "redis")]
+        if let Some((follow, cache, compiler)) = inner.follow.clone() {
+            let task = tokio::spawn(follow::run(
+                inner.clone(),
+                follow,
+                cache,
+                compiler,
+                inner.stop.subscribe(),
+            ));
+            inner
+                .helpers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
+        }
         Ok(report)
     }
 
@@ -603,6 +816,41 @@ impl Host {
         self.inner.live.as_ref()
     }
 
+    /// The release serving, when the host follows releases.
+    pub fn release(&self) -> Option<crate::release::Release> {
+        self.inner
+            .following
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .serving
+            .clone()
+    }
+
+    /// The last release this host could not load (it keeps serving [`Host::release`]).
+    pub fn refused_release(&self) -> Option<crate::state::RefusedRelease> {
+        self.inner
+            .following
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refused
+            .clone()
+    }
+
+    /// The workers sharing the store, as this one last checked in (empty with a store one
+    /// process owns).
+    pub fn fleet(&self) -> Vec<crate::state::Worker> {
+        self.inner
+            .fleet
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// This worker's name in the fleet registry of a shared store.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
     /// The manager once started (delivery stats, the store).
     pub fn manager(&self) -> Option<&Arc<CommandManager>> {
         self.inner.manager()
@@ -616,6 +864,12 @@ impl Host {
     /// Reads the config file (and its catalogs) again now, as a change on disk would; answers
     /// whether a new config is serving. An invalid config is a `config_rejected` event.
     pub async fn reload_config(&self) -> bool {
+        if self.inner.follows_releases() {
+            tracing::info!(
+                "following releases: the config comes with each release, not from a file"
+            );
+            return false;
+        }
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || config_watch::reload(&inner, true))
             .await

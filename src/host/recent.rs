@@ -36,9 +36,13 @@ impl Recent {
                 }
                 ReloadKind::Removed => {}
             },
-            HostEvent::ConfigRejected { errors, .. } => self.config_errors = errors.clone(),
+            HostEvent::ConfigRejected { errors, .. } | HostEvent::ConfigWaiting { errors, .. } => {
+                self.config_errors = errors.clone()
+            }
             HostEvent::ConfigReloaded { .. } => self.config_errors.clear(),
-            HostEvent::Reconciled(_) => {}
+            HostEvent::Reconciled(_)
+            | HostEvent::ReleaseServing { .. }
+            | HostEvent::ReleaseRefused { .. } => {}
         }
         if self.events.len() == RECENT {
             self.events.pop_back();

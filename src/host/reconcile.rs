@@ -7,10 +7,19 @@
 //!
 //! A run is resumable: pages are marked as they finish, so a process killed mid-walk picks up
 //! the users still behind after a restart, and a list confirmed before the kill is not sent
-//! again. Workers sharing a store run one walk per change: the walk holds a lease, and the
-//! store records the generation a complete walk reached, so the other workers skip it (and
-//! take it over if the holder dies). Users it could not bring (a failed call, a live update
-//! that took them over) stay behind and are walked again after `retry_after`.
+//! again. Users it could not bring (a failed call, a live update that took them over) stay
+//! behind and are walked again after `retry_after`.
+//!
+//! No marker decides that a walk is not needed: every run asks the store which users are
+//! behind the current generation, so a user recorded at other rules (by a worker that still
+//! served them, or by an update resolved just before a swap) is always walked. A live update
+//! that records a user behind wakes the reconciler itself.
+//!
+//! Workers sharing a store: each checks in to the store's fleet registry with the generation
+//! it serves (every `heartbeat`, and before each run). While the workers serve different
+//! generations (a rolling deploy half done), nobody walks: two workers would otherwise bring
+//! users back and forth between the versions. Once they agree, one walk per change runs under
+//! a lease (another worker takes it over if the holder dies), and the others find nobody behind.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +46,9 @@ pub struct ReconcileOptions {
     pub lease: Duration,
     /// Changes arriving within this of each other make one run.
     pub settle: Duration,
+    /// How often a worker checks in to the fleet registry (a worker silent for three times
+    /// this is taken for gone), and writes the known users kept during a store outage.
+    pub heartbeat: Duration,
 }
 
 impl Default for ReconcileOptions {
@@ -47,6 +59,7 @@ impl Default for ReconcileOptions {
             retry_after: Duration::from_secs(30),
             lease: Duration::from_secs(30),
             settle: Duration::from_millis(200),
+            heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -61,8 +74,12 @@ pub enum Trigger {
     Plugin { name: String, sha256: String },
     /// The config (or a catalog it names) changed.
     Config { file: String },
-    /// An earlier run left users behind.
+    /// An earlier run left users behind, or the fleet did not agree yet.
     Retry,
+    /// A live update recorded a user at rules replaced meanwhile.
+    Behind,
+    /// The fleet's release `number` is serving.
+    Release { number: u64 },
     /// [`super::Host::reconcile_now`].
     Requested,
 }
@@ -89,6 +106,10 @@ pub struct ReconcileReport {
     pub duration_ms: f64,
     /// Every known user is at the generation.
     pub complete: bool,
+    /// The workers sharing the store and the generation each serves, when they disagree (the
+    /// run then waits for them to agree).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fleet: Vec<crate::state::Worker>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -107,6 +128,7 @@ impl ReconcileReport {
             forgotten: 0,
             duration_ms: 0.0,
             complete: false,
+            fleet: Vec::new(),
             note: None,
         }
     }
@@ -116,16 +138,23 @@ impl ReconcileReport {
     }
 }
 
-/// The reconciler task: one run per burst of triggers, and a retry while users stay behind.
+/// The reconciler task: one run per burst of triggers, a retry while users stay behind, and
+/// a heartbeat (fleet check-in, known users kept during a store outage written).
 pub(super) async fn run(
     inner: Arc<Inner>,
     mut kicks: mpsc::UnboundedReceiver<Trigger>,
     mut stop: watch::Receiver<bool>,
 ) {
     let options = inner.reconcile;
-    let holder = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+    let worker = inner.worker_id.clone();
+    let manager = inner
+        .manager()
+        .expect("the reconciler runs once started")
+        .clone();
     let mut pending = vec![Trigger::Start];
     let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut heartbeat = tokio::time::interval(options.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !pending.is_empty() {
             // A burst of changes (a deploy of several plugins) makes one run.
@@ -138,9 +167,14 @@ pub(super) async fn run(
                 }
             }
             pending.dedup();
-            let report = once(&inner, std::mem::take(&mut pending), &holder, &stop).await;
+            let report = once(&inner, std::mem::take(&mut pending), &worker, &stop).await;
             retry_at = match (&report.complete, report.failed) {
                 (true, _) => None,
+                // The fleet disagrees: look again at the next heartbeat (a worker that swaps
+                // runs at once on its own).
+                (false, _) if !report.fleet.is_empty() => {
+                    Some(tokio::time::Instant::now() + options.heartbeat)
+                }
                 // Only deferred users (or another worker's run): look again soon.
                 (false, 0) => Some(tokio::time::Instant::now() + options.settle * 5),
                 (false, _) => Some(tokio::time::Instant::now() + options.retry_after),
@@ -160,18 +194,58 @@ pub(super) async fn run(
             }
         };
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
             kick = kicks.recv() => match kick {
                 Some(t) => pending.push(t),
-                None => return,
+                None => break,
             },
             _ = retry => {
                 retry_at = None;
                 pending.push(Trigger::Retry);
             }
+            _ = manager.user_left_behind() => pending.push(Trigger::Behind),
+            _ = heartbeat.tick() => {
+                check_in(&inner, &worker).await;
+                manager.save_unsaved().await;
+            }
         }
         if *stop.borrow() {
-            return;
+            break;
+        }
+    }
+    if let Some(known) = manager.known_users()
+        && let Err(e) = known.check_out(&worker).await
+    {
+        tracing::debug!("reconciler: cannot check out of the fleet registry: {e}");
+    }
+}
+
+/// Tells the fleet registry which rules this worker serves; answers the workers alive, or
+/// `None` when the registry cannot be reached (the worker then acts alone).
+pub(super) async fn check_in(inner: &Inner, worker: &str) -> Option<Vec<crate::state::Worker>> {
+    let manager = inner.manager()?;
+    let known = manager.known_users()?;
+    let (release, refused) = {
+        let following = inner.following.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            following.serving.as_ref().map(|r| r.number),
+            following.refused.clone(),
+        )
+    };
+    let me = crate::state::Worker {
+        id: worker.to_string(),
+        generation: manager.engine().generation(),
+        release,
+        refused,
+    };
+    match known.check_in(&me, inner.reconcile.heartbeat * 3).await {
+        Ok(fleet) => {
+            *inner.fleet.lock().unwrap_or_else(|p| p.into_inner()) = fleet.clone();
+            Some(fleet)
+        }
+        Err(e) => {
+            tracing::warn!("reconciler: cannot check in to the fleet registry: {e}");
+            None
         }
     }
 }
@@ -195,15 +269,22 @@ async fn once(
     let mut report = ReconcileReport::new(trigger, generation);
     let known = manager.known_users();
     if let Some(known) = known {
-        match known.reconciled().await {
-            Ok(Some(done)) if done == generation => {
-                report.complete = true;
-                report.note = Some("every known user is already at this generation".into());
-                report.duration_ms = ms(started);
-                return report;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("reconciler: cannot read the reconciled generation: {e}"),
+        // The users are written first, so this walk finds them.
+        manager.save_unsaved().await;
+        if let Some(fleet) = check_in(inner, holder).await
+            && fleet.iter().any(|w| w.generation != generation)
+        {
+            let generations: std::collections::BTreeSet<String> = fleet
+                .iter()
+                .map(|w| format!("{:016x}", w.generation))
+                .collect();
+            report.note = Some(format!(
+                "the workers serve different rules ({}): waiting until they agree",
+                generations.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+            report.fleet = fleet;
+            report.duration_ms = ms(started);
+            return report;
         }
         match known.lease(holder, options.lease).await {
             Ok(true) => {}

@@ -14,7 +14,13 @@
 //!   stopped), its result dropped. A bot that can afford the one line in `main` should use
 //!   the subprocess.
 //!
-//! Either way a load ends within the budget, and each file compiles on its own thread, so a
+//! The subprocess's budget is **CPU time** (all its threads), read from `/proc` while it runs,
+//! so an honest plugin is not refused because the machine is busy (a bot under load, a
+//! deploy compiling several plugins at once); a wall-clock cap of [`WALL_FACTOR`] times the
+//! budget still ends a worker starved of CPU. In process, the compile's CPU cannot be told
+//! from the bot's, so the budget is wall time there.
+//!
+//! Either way a load ends within its bound, and each file compiles on its own thread, so a
 //! slow file never delays another.
 
 use std::io::{Read, Write};
@@ -31,6 +37,9 @@ use super::LoadError;
 
 /// The environment variable that turns a program into a compile worker.
 pub const COMPILE_WORKER_ENV: &str = "CMDSCOPE_COMPILE_WORKER";
+
+/// A compile worker is also stopped after this many times its CPU budget of wall time.
+pub const WALL_FACTOR: u32 = 4;
 
 /// Largest component a worker accepts on stdin (the host checks its own limit first).
 const WORKER_MAX_INPUT: u64 = 1 << 30;
@@ -173,15 +182,29 @@ fn in_child(program: &PathBuf, bytes: &[u8], budget: Duration) -> Result<Vec<u8>
         let _ = stderr.take(16 << 10).read_to_string(&mut text);
         text
     });
+    let wall_cap = budget * WALL_FACTOR;
+    let mut polls = 0u32;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() >= budget => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(over_budget(budget));
+            Ok(None) => {
+                let over = if started.elapsed() >= wall_cap {
+                    Some(over_budget(wall_cap))
+                } else if polls.is_multiple_of(8)
+                    && cpu_time(child.id()).is_some_and(|cpu| cpu >= budget)
+                {
+                    Some(LoadError::CompileCpuBudget(budget))
+                } else {
+                    None
+                };
+                if let Some(error) = over {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(error);
+                }
+                polls = polls.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(2));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => return Err(fail("cannot wait", &e)),
         }
     };
@@ -200,6 +223,26 @@ fn in_child(program: &PathBuf, bytes: &[u8], budget: Duration) -> Result<Vec<u8>
         }));
     }
     Ok(code)
+}
+
+/// The CPU time (user and system, every thread) a running process has used; `None` where
+/// `/proc` cannot tell (the wall-clock cap still holds then).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
 }
 
 /// Call first thing in `main` of a program used as [`Compiler::Subprocess`]: when started as a

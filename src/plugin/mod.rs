@@ -103,6 +103,8 @@ pub enum LoadError {
     Compile(String),
     #[error("took longer than {} s to compile and was rejected (raise `[sandbox] compile_timeout_s` if it is a large but honest plugin)", .0.as_secs_f64())]
     CompileBudget(std::time::Duration),
+    #[error("used more than {} s of CPU time to compile and was rejected (raise `[sandbox] compile_timeout_s` if it is a large but honest plugin)", .0.as_secs_f64())]
+    CompileCpuBudget(std::time::Duration),
     #[error(
         "targets the plugin interface version {found} (`{interface}`), and this host speaks {speaks}: build the plugin against `wit/` of this cmdscope, or upgrade cmdscope"
     )]
@@ -285,6 +287,41 @@ impl PluginHost {
         &self.sandbox.limits
     }
 
+    /// The plugin files of `dir` (`*.wasm`, not hidden), by file name in order, each read as
+    /// the folder's watcher reads it (a regular file within `[sandbox] max_file_mib`).
+    pub fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<(String, FileRead)>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| files::plugin_key(p).is_some())
+            .collect();
+        paths.sort();
+        Ok(paths
+            .into_iter()
+            .map(|path| {
+                let read = files::read(&path, self.sandbox.limits.max_file_bytes).map(|(b, _)| b);
+                (files::display_name(&path), read)
+            })
+            .collect())
+    }
+
+    /// Loads plugin bytes that came from elsewhere (a release in the shared store) after the
+    /// checks a file gets: `[sandbox] max_file_mib`, then as [`PluginHost::load_bytes`].
+    pub fn load_untrusted(
+        &self,
+        bytes: &[u8],
+        file: &str,
+        settings: &PluginSettings,
+    ) -> Result<Plugin, LoadError> {
+        let max = self.sandbox.limits.max_file_bytes;
+        if bytes.len() as u64 > max {
+            return Err(LoadError::TooLarge {
+                len: bytes.len() as u64,
+                max,
+            });
+        }
+        self.load_bytes(bytes, file, settings)
+    }
+
     /// Loads one `.wasm` file (a regular file within `[sandbox] max_file_mib`).
     pub fn load_file(&self, path: &Path, settings: &PluginSettings) -> Result<Plugin, LoadError> {
         let (bytes, _) = files::read(path, self.sandbox.limits.max_file_bytes)?;
@@ -432,6 +469,9 @@ impl PluginHost {
     }
 }
 
+/// A plugin file's bytes, or why they could not be read.
+pub type FileRead = Result<Vec<u8>, LoadError>;
+
 /// A file that was not loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
@@ -449,12 +489,27 @@ pub struct PluginSet {
 
 impl PluginSet {
     pub fn load(host: &PluginHost, dir: &Path, config: &Config) -> std::io::Result<PluginSet> {
+        let loads = host
+            .load_dir(dir, &config.plugin_settings)?
+            .into_iter()
+            .map(|(path, result)| {
+                let file = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (file, result)
+            });
+        Ok(PluginSet::admit_all(loads, config))
+    }
+
+    /// The set of plugins loaded elsewhere (a release's files), each admitted against
+    /// `config` as a folder's would be, in the order given.
+    pub fn admit_all(
+        loads: impl IntoIterator<Item = (String, Result<Plugin, LoadError>)>,
+        config: &Config,
+    ) -> PluginSet {
         let mut set = PluginSet::default();
-        for (path, result) in host.load_dir(dir, &config.plugin_settings)? {
-            let file = path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for (file, result) in loads {
             match result.and_then(|plugin| set.admit(plugin, config)) {
                 Ok(plugin) => {
                     let info = plugin.info();
@@ -467,7 +522,7 @@ impl PluginSet {
                 }
             }
         }
-        Ok(set)
+        set
     }
 
     fn admit(&self, plugin: Plugin, config: &Config) -> Result<Plugin, LoadError> {

@@ -23,7 +23,7 @@ pub use self::turns::RedisTurns;
 /// A connection to the Redis server a bot's workers share, and the prefix of the bot's keys.
 #[derive(Clone)]
 pub struct RedisShared {
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
     prefix: String,
     url_for_reports: String,
 }
@@ -47,7 +47,7 @@ impl RedisShared {
         })
     }
 
-    fn key(&self, parts: &[&str]) -> String {
+    pub(crate) fn key(&self, parts: &[&str]) -> String {
         let mut k = self.prefix.clone();
         for p in parts {
             k.push(':');

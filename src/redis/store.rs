@@ -19,7 +19,8 @@ use crate::state::{
 ///
 /// Known users: `{prefix}:users` = hash { user key (16 bytes) -> context record },
 /// `{prefix}:users:gen` = hash { user key -> generation }, kept apart so marking a page of
-/// users is one `HSET`. `{prefix}:reconciled` = the generation of the last complete
+/// users is one `HSET` and a walk scans only it. `{prefix}:workers` = hash { worker id ->
+/// `expiry_ms:json` }, the fleet registry. `{prefix}:reconciled` = the generation of the last complete
 /// reconciliation; `{prefix}:reconcile:lease` = which worker runs it now.
 pub struct RedisStore {
     shared: RedisShared,
@@ -74,6 +75,28 @@ fn context_part(record: &[u8]) -> Vec<u8> {
     part.extend_from_slice(&record[crate::state::CONTEXT_FROM..]);
     part
 }
+
+/// Records worker ARGV[1] (ARGV[2]: what it serves, JSON) until the server's clock passes
+/// ARGV[3] ms from now; drops expired workers; answers every live worker and its JSON. A
+/// value is `expiry_ms:json`.
+const CHECK_IN: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], (now + tonumber(ARGV[3])) .. ':' .. ARGV[2])
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local sep = string.find(v, ':', 1, true)
+  if (not sep) or tonumber(string.sub(v, 1, sep - 1)) < now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    table.insert(out, all[i])
+    table.insert(out, string.sub(v, sep + 1))
+  end
+end
+return out
+"#;
 
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -345,9 +368,6 @@ impl StateStore for RedisStore {
     }
 }
 
-/// A hash field and its value, as `HSCAN` returns them.
-type Field = (Vec<u8>, Vec<u8>);
-
 impl KnownUsers for RedisStore {
     fn remember<'a>(
         &'a self,
@@ -419,31 +439,35 @@ impl KnownUsers for RedisStore {
             let from = cursor
                 .map(|c| String::from_utf8_lossy(&c.0).into_owned())
                 .unwrap_or_else(|| "0".into());
-            let (next, rows): (String, Vec<Field>) = redis::cmd("HSCAN")
-                .arg(self.shared.key(&["users"]))
+            // The generations alone (about 40 bytes a user) are scanned; records are read only
+            // for the users behind, so a walk that finds everyone current moves little data.
+            // Every known user has a generation field (`remember` writes both at once).
+            let (next, rows): (String, Vec<(Vec<u8>, u64)>) = redis::cmd("HSCAN")
+                .arg(self.shared.key(&["users", "gen"]))
                 .arg(&from)
                 .arg("COUNT")
                 .arg(limit.max(1))
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.fail(e))?;
-            let mut page = Vec::with_capacity(rows.len());
-            if !rows.is_empty() {
+            let behind: Vec<(Vec<u8>, u64)> = rows
+                .into_iter()
+                .filter(|(_, at)| *at != generation)
+                .collect();
+            let mut page = Vec::with_capacity(behind.len());
+            if !behind.is_empty() {
                 let mut cmd = redis::cmd("HMGET");
-                cmd.arg(self.shared.key(&["users", "gen"]));
-                for (key, _) in &rows {
+                cmd.arg(self.shared.key(&["users"]));
+                for (key, _) in &behind {
                     cmd.arg(key.as_slice());
                 }
-                let generations: Vec<Option<u64>> =
+                let records: Vec<Option<Vec<u8>>> =
                     cmd.query_async(&mut conn).await.map_err(|e| self.fail(e))?;
-                for ((key, record), at) in rows.into_iter().zip(generations) {
-                    let at = at.unwrap_or(0);
-                    if at == generation {
-                        continue;
-                    }
-                    if let Some(mut user) = UserKey::from_bytes(&key)
-                        .and_then(|key| crate::state::decode_user(key, &record))
-                    {
+                for ((key, at), record) in behind.into_iter().zip(records) {
+                    if let Some(mut user) = record.and_then(|record| {
+                        UserKey::from_bytes(&key)
+                            .and_then(|key| crate::state::decode_user(key, &record))
+                    }) {
                         user.generation = at;
                         page.push(user);
                     }
@@ -529,6 +553,42 @@ impl KnownUsers for RedisStore {
                 .await
                 .map_err(|e| self.fail(e))?;
             Ok(taken == 1)
+        })
+    }
+
+    fn check_in<'a>(
+        &'a self,
+        worker: &'a crate::state::Worker,
+        ttl: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<crate::state::Worker>> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            let json = serde_json::to_string(worker).unwrap_or_default();
+            let flat: Vec<String> = Script::new(CHECK_IN)
+                .key(self.shared.key(&["workers"]))
+                .arg(&worker.id)
+                .arg(json)
+                .arg(ttl.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            // A value this version cannot read (another version's worker) is left out.
+            Ok(flat
+                .chunks_exact(2)
+                .filter_map(|pair| serde_json::from_str(&pair[1]).ok())
+                .collect())
+        })
+    }
+
+    fn check_out<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            redis::cmd("HDEL")
+                .arg(self.shared.key(&["workers"]))
+                .arg(id)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))
         })
     }
 

@@ -8,6 +8,7 @@
 
 pub mod conformance;
 mod file;
+pub(crate) mod unsaved;
 mod users;
 
 use std::collections::HashMap;
@@ -16,8 +17,10 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 pub use self::file::FileStore;
+pub use self::unsaved::Unsaved;
 pub use self::users::{
-    CONTEXT_FROM, Cursor, Generation, KnownUser, KnownUsers, MAX_RECORD, Page, UserKey, today,
+    CONTEXT_FROM, Cursor, Generation, KnownUser, KnownUsers, MAX_RECORD, Page, RefusedRelease,
+    UserKey, Worker, today,
 };
 
 /// A known user's record as stores keep it (for stores outside this module).

@@ -76,6 +76,42 @@ impl KnownUser {
     }
 }
 
+/// A worker of the bot, as the store's fleet registry lists it: which rules it serves now.
+/// Workers sharing a store reconcile only while they all serve the same generation, so two
+/// workers on different plugin versions never walk users back and forth.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Worker {
+    /// Unique per process (host name, pid and a random part).
+    pub id: String,
+    /// The generation of the rules the worker serves.
+    #[serde(with = "hex_generation")]
+    pub generation: Generation,
+    /// The release it serves, when it follows releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// A newer release it could not load (it keeps serving `release`), and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedRelease>,
+}
+
+/// A release a worker refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedRelease {
+    pub release: u64,
+    pub reason: String,
+}
+
+mod hex_generation {
+    pub fn serialize<S: serde::Serializer>(g: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{g:016x}"))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where to continue a walk over known users; opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub Vec<u8>);
@@ -114,7 +150,9 @@ pub trait KnownUsers: Send + Sync {
         generation: Generation,
     ) -> StoreFuture<'a, u64>;
     fn count(&self) -> StoreFuture<'_, u64>;
-    /// The generation a complete reconciliation last brought every known user to.
+    /// The generation a complete reconciliation last brought every known user to. A record
+    /// for reports only: users remembered since at another generation are walked whatever it
+    /// says (a worker on other rules, an update resolved just before a swap).
     fn reconciled(&self) -> StoreFuture<'_, Option<Generation>>;
     fn set_reconciled(&self, generation: Generation) -> StoreFuture<'_, ()>;
     /// Takes (or, for its holder, renews) the right to run the reconciliation for `ttl`. One
@@ -123,6 +161,16 @@ pub trait KnownUsers: Send + Sync {
         Box::pin(std::future::ready(Ok(true)))
     }
     fn release_lease<'a>(&'a self, _holder: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// Records that `worker` is alive and serves its generation, for `ttl`, and answers every
+    /// worker alive now, itself included. A store one process owns has no fleet: it answers
+    /// the caller alone.
+    fn check_in<'a>(&'a self, worker: &'a Worker, _ttl: Duration) -> StoreFuture<'a, Vec<Worker>> {
+        Box::pin(std::future::ready(Ok(vec![worker.clone()])))
+    }
+    /// Takes a stopping worker out of the registry at once (else it expires after its ttl).
+    fn check_out<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(std::future::ready(Ok(())))
     }
     /// Makes what `remember` wrote durable (a store that writes remembered users lazily).

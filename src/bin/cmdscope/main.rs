@@ -19,6 +19,7 @@ use cmdscope::plugin::{PluginHost, PluginSet};
 mod demo;
 mod new_plugin;
 mod plugins;
+mod release;
 mod run;
 mod sync;
 
@@ -72,6 +73,11 @@ enum Command {
     /// config changes, and serve the JSON API, events, status page and /metrics, until Ctrl-C /
     /// SIGTERM (graceful); SIGHUP reloads the config.
     Serve(run::ServeArgs),
+    /// The fleet's releases in the shared store: publish, list, rollback, keygen.
+    Release {
+        #[command(subcommand)]
+        command: release::ReleaseCommand,
+    },
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
     /// Inspect and test plugin files.
@@ -169,6 +175,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => run::watch(args).await,
         Command::Serve(args) => run::serve(args).await,
         Command::SyncUsers(args) => sync::sync_users(args).await,
+        Command::Release { command } => release::run(command).await,
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Plugins { command } => plugins::run(command),
         Command::NewPlugin(args) => new_plugin::run(args),

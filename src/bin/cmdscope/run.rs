@@ -20,8 +20,9 @@ use crate::sync::Connection;
 /// Where the host finds its config and plugins.
 #[derive(Args)]
 pub(crate) struct HostArgs {
+    /// The config file (watched). Required, except with `serve --follow-releases`.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Folder of `.wasm` plugins, hot-reloaded.
     #[arg(long)]
     plugins: Option<PathBuf>,
@@ -30,8 +31,18 @@ pub(crate) struct HostArgs {
 }
 
 impl HostArgs {
+    fn config(&self) -> anyhow::Result<&PathBuf> {
+        self.config.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("--config is required (or, for serve, --follow-releases)")
+        })
+    }
+
     fn builder(&self) -> cmdscope::host::HostBuilder {
-        let mut builder = Host::builder(&self.config);
+        let config = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("release"));
+        let mut builder = Host::builder(config);
         if let Some(dir) = &self.plugins {
             builder = builder.plugins(dir);
         }
@@ -76,6 +87,13 @@ pub(crate) struct ServeArgs {
     /// The key write endpoints require (`Authorization: Bearer KEY`). Never the bot token.
     #[arg(long, env = "CMDSCOPE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Serve the fleet's releases from the `--state` Redis (`cmdscope release publish`)
+    /// instead of --config and --plugins; switch to each newer one once it loaded in full.
+    #[arg(long, conflicts_with = "plugins")]
+    follow_releases: bool,
+    /// Serve only releases signed for this public key (`cmdscope release keygen`).
+    #[arg(long, requires = "follow_releases")]
+    verify_key: Option<PathBuf>,
 }
 
 /// Events as JSON lines, flushed one by one.
@@ -128,6 +146,7 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(anyhow::Error::msg)?;
     }
+    args.host.config()?;
     let builder = args.host.builder();
     let printer = print_events(builder.subscribe());
     let host = match builder.build().await {
@@ -151,15 +170,41 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     cmdscope::metrics::set_enabled(true);
     let token = args.connection.token()?.to_string();
-    let Some(loaded) = crate::load_or_print(&args.host.config) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let builder = args
+    let mut builder = args
         .host
         .builder()
-        .state(args.connection.backend(&loaded.config)?)
         .redis_prefix(cmdscope::redis::default_prefix(&token))
         .delivery(args.connection.delivery_options()?);
+    if args.follow_releases {
+        let state = match &args.connection.state {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => url,
+            _ => anyhow::bail!(
+                "--follow-releases needs --state redis://...: releases live in the Redis the workers share"
+            ),
+        };
+        let prefix = args
+            .connection
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| cmdscope::redis::default_prefix(&token));
+        let backend = cmdscope::config::StateBackend::Redis {
+            url: state.clone(),
+            key_prefix: Some(prefix.clone()),
+        };
+        let shared = cmdscope::redis::RedisShared::connect(state, &prefix)?;
+        let mut follow =
+            cmdscope::host::ReleaseFollow::new(cmdscope::release::ReleaseStore::new(shared));
+        if let Some(path) = &args.verify_key {
+            follow.verify_key = Some(cmdscope::release::PublicKey::read(path)?);
+        }
+        eprintln!("following the releases in {}", follow.store.describe());
+        builder = builder.state(backend).follow_releases(follow);
+    } else {
+        let Some(loaded) = crate::load_or_print(args.host.config()?) else {
+            return Ok(ExitCode::FAILURE);
+        };
+        builder = builder.state(args.connection.backend(&loaded.config)?);
+    }
     let printer = print_events(builder.subscribe());
     let host = match builder.build().await {
         Ok(host) => host,
