@@ -23,8 +23,8 @@ pub(crate) enum ReleaseCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Publish an earlier release's content again, as a new number (default: the one before
-    /// the current).
+    /// Publish an earlier release's content again, as a new number (default: the latest
+    /// release before the current one whose content differs from it).
     Rollback {
         #[command(flatten)]
         store: StoreArgs,
@@ -258,15 +258,22 @@ async fn rollback(args: StoreArgs, to: Option<u64>) -> anyhow::Result<ExitCode> 
     let target = match to {
         Some(n) => n,
         None => {
-            let current_release = store.get(current).await?;
-            // The content before the current one: a rollback's own target counts as current.
-            let base = current_release
-                .as_ref()
-                .and_then(|r| r.rollback_of)
-                .unwrap_or(current);
-            base.checked_sub(1)
-                .filter(|n| *n > 0)
-                .ok_or_else(|| anyhow::anyhow!("release {current} has nothing before it"))?
+            // The latest earlier release whose content differs from what serves now (an
+            // unsigned or repeated publish of the same content is no way back).
+            let releases = store.list().await?;
+            let serving = releases
+                .iter()
+                .find(|r| r.number == current)
+                .map(|r| r.manifest())
+                .unwrap_or_default();
+            releases
+                .iter()
+                .rev()
+                .find(|r| r.number < current && r.manifest() != serving)
+                .map(|r| r.number)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no release before {current} has other content to go back to")
+                })?
         }
     };
     let earlier = store
