@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Users write `/register`, `/buy`, `/upgrade`, `/ban`; the bot keeps their flags in a small
-//! in-memory table and updates the sender's menu through the host on each message. Drop a new
+//! in-memory table and updates the sender's menu through the host on each message. A command
+//! the user does not have is answered with the one they meant (`Host::suggest`: from their
+//! own menu, in their language). Drop a new
 //! `tiered-resolver` version into the plugin folder and every known user's menu follows it,
 //! without a message of theirs.
 
@@ -96,14 +98,24 @@ async fn on_message(bot: Bot, msg: Message, host: Host, accounts: Accounts) -> R
     };
     // The sender's menu follows their new state; a call only when it changes.
     let outcome = host.update_user(&ctx).await;
-    bot.send_message(
-        msg.chat.id,
+    let actions = ["/register", "/buy", "/upgrade", "/ban"];
+    let reply = match host.suggest(&ctx, command).await {
+        // A command of their menu, or one of the bot's own actions.
+        Some(found) if found.exact => None,
+        _ if actions.contains(&command) || !command.starts_with('/') => None,
+        Some(meant) => Some(format!(
+            "Unknown command {command}. Did you mean /{} ({})?",
+            meant.command, meant.description
+        )),
+        None => Some(format!("Unknown command {command}.")),
+    };
+    let text = reply.unwrap_or_else(|| {
         format!(
             "{command}: your menu is `{}` ({})",
             outcome.resolution.profile, outcome.status
-        ),
-    )
-    .await?;
+        )
+    });
+    bot.send_message(msg.chat.id, text).await?;
     Ok(())
 }
 

@@ -426,4 +426,17 @@ impl Engine {
     pub fn menu_of(&self, profile: &str, ctx: &UserContext) -> Menu {
         self.built.load().menu_of(&self.config, profile, ctx)
     }
+
+    /// The command of this user's own menu (their profile, their language) they meant by
+    /// `text`, or the one they typed (see [`crate::suggest`]). A text that names no command
+    /// costs no resolver call.
+    pub async fn suggest(
+        &self,
+        ctx: &UserContext,
+        text: &str,
+    ) -> Option<crate::suggest::Suggestion> {
+        crate::suggest::command_name(text)?;
+        let resolution = self.resolve_async(ctx).await;
+        crate::suggest::suggest(&self.menu_of(&resolution.profile, ctx), text)
+    }
 }

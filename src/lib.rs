@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod scope;
 pub mod sources;
 pub mod state;
+pub mod suggest;
 pub mod sync;
 
 pub use config::Config;

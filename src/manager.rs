@@ -243,6 +243,16 @@ impl CommandManager {
         self.engine.load_full()
     }
 
+    /// What the user meant by a command they do not have, from their own menu (see
+    /// [`crate::suggest`]); no Bot API call.
+    pub async fn suggest(
+        &self,
+        ctx: &UserContext,
+        text: &str,
+    ) -> Option<crate::suggest::Suggestion> {
+        self.engine().suggest(ctx, text).await
+    }
+
     /// The configured lists, as of the engine's latest menu build.
     pub fn plan(&self) -> Arc<Plan> {
         self.engine.load().plan()

@@ -446,4 +446,16 @@ async fn the_aiogram_example_keeps_its_users_menus_right_through_serve() {
         assert!(Instant::now() < deadline, "the bot did not answer");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A typo: the bot asks serve which command the user meant.
+    say(&running, 21, "/ordres");
+    while !running.emulator.sent_messages().iter().any(|m| {
+        m.chat_id == 21 && m.text == "Unknown command /ordres. Did you mean /orders (Your orders)?"
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no suggestion: {:?}",
+            running.emulator.sent_messages()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Host, HostEvent};
 use crate::manager::{ListOutcome, UserOutcome};
-use crate::resolve::{FlagValue, UserContext};
+use crate::resolve::{ContextError, FlagValue, UserContext};
 
 /// How the HTTP surfaces behave.
 #[derive(Clone, Default)]
@@ -88,12 +88,14 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
     Router::new()
         .merge(writes)
         .route("/v1/preview", get(preview))
+        .route("/v1/suggest", get(suggest))
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .route("/", get(status_page))
         .route("/status.json", get(status_json))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", None) })
+        .layer(axum::middleware::from_fn(limit_headers))
         .with_state(app)
 }
 
@@ -125,6 +127,27 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// Most bytes of request headers (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Refuses a request whose headers are over [`MAX_HEADER_BYTES`] (431) before any route
+/// reads them: no client of this API needs more, and a huge header is memory held per request.
+async fn limit_headers(request: Request, next: Next) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("request headers are {size} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+            None,
+        );
+    }
+    next.run(request).await
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -174,7 +197,7 @@ fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
 
 /// A request body of one context or a list of them: each parsed on its own, so one bad
 /// context does not stop the rest. `Err`: the body as a whole is unusable.
-fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, String>>), Refusal> {
+fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, ContextError>>), Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Refusal(
             StatusCode::BAD_REQUEST,
@@ -256,10 +279,8 @@ fn answer(list: bool, results: Vec<Value>, failed: bool) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn parse_error(index: usize, list: bool, why: &str) -> Value {
-    let field = why.split_once(": ").map(|(f, _)| f).unwrap_or("");
-    let field = if field.contains(' ') { "" } else { field };
-    let mut v = json!({ "error": why, "field": field });
+fn parse_error(index: usize, list: bool, why: &ContextError) -> Value {
+    let mut v = json!({ "error": why.message, "field": why.field });
     if list {
         v["index"] = json!(index);
     }
@@ -337,7 +358,8 @@ async fn clear_users(State(app): State<App>, body: axum::body::Bytes) -> Respons
 }
 
 /// `?user_id=5&chat_id=..&chat_type=group&language_code=es&flags=registered,level=3`
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct ContextQuery {
     user_id: Option<i64>,
     chat_id: Option<i64>,
@@ -347,52 +369,99 @@ struct ContextQuery {
     flags: Option<String>,
     #[serde(default)]
     chat_admin: bool,
+    /// What the user sent (`/v1/suggest` only).
+    text: Option<String>,
 }
 
-fn query_context(q: &ContextQuery) -> Option<Result<UserContext, String>> {
-    let user_id = q.user_id?;
-    let mut ctx = UserContext::private(user_id);
-    if let Some(kind) = q.chat_type.as_deref().filter(|k| !k.is_empty()) {
-        match crate::ChatType::parse(kind) {
-            Some(t) => ctx.chat_type = t,
-            None => return Some(Err(format!("chat_type: unknown chat type `{kind}`"))),
+const QUERY_FIELDS: [&str; 7] = [
+    "user_id",
+    "chat_id",
+    "chat_type",
+    "language_code",
+    "flags",
+    "chat_admin",
+    "text",
+];
+
+impl ContextQuery {
+    /// The query string, every parameter known: a typo is named with the closest one.
+    fn parse(raw: Option<&str>) -> Result<ContextQuery, ContextError> {
+        let raw = raw.unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| ContextError::new("", format!("the query string is unreadable: {e}")))?;
+        for (name, _) in &pairs {
+            if !QUERY_FIELDS.contains(&name.as_str()) {
+                let message = match crate::resolve::closest(name, &QUERY_FIELDS) {
+                    Some(known) => format!("unknown parameter `{name}`; did you mean `{known}`?"),
+                    None => format!(
+                        "unknown parameter `{name}`; the query takes {}",
+                        QUERY_FIELDS.join(", ")
+                    ),
+                };
+                return Err(ContextError::new(name, message));
+            }
         }
+        serde_urlencoded::from_str(raw).map_err(|e| {
+            let text = e.to_string();
+            let field = QUERY_FIELDS
+                .iter()
+                .find(|f| text.contains(&format!("`{f}`")))
+                .copied()
+                .unwrap_or("");
+            ContextError::new(field, text)
+        })
     }
-    ctx.chat_id = q.chat_id;
-    ctx.is_chat_admin = q.chat_admin;
-    ctx.language_code = q.language_code.clone().filter(|l| !l.is_empty());
-    for flag in q.flags.as_deref().unwrap_or("").split(',').map(str::trim) {
-        if flag.is_empty() {
-            continue;
-        }
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n, FlagValue::parse_cli(v)),
-            None => (flag, FlagValue::Bool(true)),
+
+    fn context(&self) -> Result<UserContext, ContextError> {
+        let Some(user_id) = self.user_id else {
+            return Err(ContextError::new("user_id", "user_id is required"));
         };
-        ctx.flags.insert(name.to_string(), value);
+        let mut ctx = UserContext::private(user_id);
+        if let Some(kind) = self.chat_type.as_deref().filter(|k| !k.is_empty()) {
+            match crate::ChatType::parse(kind) {
+                Some(t) => ctx.chat_type = t,
+                None => {
+                    return Err(ContextError::new(
+                        "chat_type",
+                        format!("chat_type: unknown chat type `{kind}`"),
+                    ));
+                }
+            }
+        }
+        ctx.chat_id = self.chat_id;
+        ctx.is_chat_admin = self.chat_admin;
+        ctx.language_code = self.language_code.clone().filter(|l| !l.is_empty());
+        for flag in self
+            .flags
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+        {
+            if flag.is_empty() {
+                continue;
+            }
+            let (name, value) = match flag.split_once('=') {
+                Some((n, v)) => (n, FlagValue::parse_cli(v)),
+                None => (flag, FlagValue::Bool(true)),
+            };
+            ctx.flags.insert(name.to_string(), value);
+        }
+        // The same checks as a JSON context (a private chat is the user's; groups negative).
+        let value = serde_json::to_value(&ctx).map_err(|e| ContextError::new("", e.to_string()))?;
+        UserContext::from_json(value)
     }
-    if ctx.chat_type != crate::ChatType::Private && ctx.chat_id.is_none() {
-        return Some(Err(
-            "chat_id: a group context needs the group's chat_id".into()
-        ));
-    }
-    Some(Ok(ctx))
 }
 
-async fn preview(State(app): State<App>, Query(q): Query<ContextQuery>) -> Response {
-    let ctx = match query_context(&q) {
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "user_id is required",
-                Some("user_id"),
-            );
-        }
-        Some(Err(why)) => {
-            let field = why.split_once(':').map(|(f, _)| f.to_string());
-            return error(StatusCode::BAD_REQUEST, &why, field.as_deref());
-        }
-        Some(Ok(ctx)) => ctx,
+fn bad_query(why: ContextError) -> Response {
+    let field = (!why.field.is_empty()).then_some(why.field.as_str());
+    error(StatusCode::BAD_REQUEST, &why.message, field)
+}
+
+async fn preview(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
+    let ctx = match ContextQuery::parse(raw.as_deref()).and_then(|q| q.context()) {
+        Ok(ctx) => ctx,
+        Err(why) => return bad_query(why),
     };
     let (resolution, menu) = app.host.preview(&ctx).await;
     let mut body = json!({
@@ -405,6 +474,34 @@ async fn preview(State(app): State<App>, Query(q): Query<ContextQuery>) -> Respo
         body["resolver_error"] = json!(e.to_string());
     }
     Json(body).into_response()
+}
+
+/// `GET /v1/suggest?user_id=..&text=/ordres`: the command of the user's own menu they meant.
+async fn suggest(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
+    let query = match ContextQuery::parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(why) => return bad_query(why),
+    };
+    let Some(text) = query.text.clone() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "text is required: what the user sent, e.g. /ordres",
+            Some("text"),
+        );
+    };
+    let ctx = match query.context() {
+        Ok(ctx) => ctx,
+        Err(why) => return bad_query(why),
+    };
+    match app.host.suggest(&ctx, &text).await {
+        Some(found) => Json(json!({
+            "command": found.command,
+            "description": found.description,
+            "exact": found.exact,
+        }))
+        .into_response(),
+        None => Json(json!({ "command": null })).into_response(),
+    }
 }
 
 async fn events(
@@ -491,7 +588,8 @@ fn escape(text: &str) -> String {
 
 /// The status page: server-rendered HTML (no script), so it works in any browser and in
 /// `chromium --dump-dom`.
-async fn status_page(State(app): State<App>, Query(q): Query<ContextQuery>) -> impl IntoResponse {
+async fn status_page(State(app): State<App>, RawQuery(raw): RawQuery) -> impl IntoResponse {
+    let q = ContextQuery::parse(raw.as_deref());
     // First, while no lock is held: it may call the resolver plugin.
     let preview = preview_html(&app.host, &q).await;
     let host = &app.host;
@@ -700,8 +798,12 @@ async fn status_page(State(app): State<App>, Query(q): Query<ContextQuery>) -> i
 }
 
 /// The preview form and, for a given user, their profile and menu.
-async fn preview_html(host: &Host, q: &ContextQuery) -> String {
+async fn preview_html(host: &Host, q: &Result<ContextQuery, ContextError>) -> String {
     let mut html = String::new();
+    let (q, unreadable) = match q {
+        Ok(q) => (q, None),
+        Err(why) => (&ContextQuery::default(), Some(why)),
+    };
     let _ = write!(
         html,
         "<h2>Preview</h2><form method=\"get\">user_id <input name=\"user_id\" value=\"{}\"> language_code <input name=\"language_code\" value=\"{}\"> flags <input name=\"flags\" value=\"{}\" placeholder=\"registered,premium\"> <button>preview</button></form>",
@@ -709,10 +811,14 @@ async fn preview_html(host: &Host, q: &ContextQuery) -> String {
         escape(q.language_code.as_deref().unwrap_or("")),
         escape(q.flags.as_deref().unwrap_or(""))
     );
-    match query_context(q) {
+    let asked = match unreadable {
+        Some(why) => Some(Err(why.clone())),
+        None => q.user_id.map(|_| q.context()),
+    };
+    match asked {
         None => {}
         Some(Err(why)) => {
-            let _ = write!(html, "<p id=\"preview-error\">{}</p>", escape(&why));
+            let _ = write!(html, "<p id=\"preview-error\">{}</p>", escape(&why.message));
         }
         Some(Ok(ctx)) => {
             let (resolution, menu) = host.preview(&ctx).await;

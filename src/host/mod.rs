@@ -795,6 +795,17 @@ impl Host {
         (resolution, menu)
     }
 
+    /// What the user meant by `text` (`/ordres`, `/ordres@my_bot extra`): the closest command
+    /// of their own menu, or the one they typed (`exact`); `None` for no likely command. For a
+    /// bot's "unknown command" answer; no Bot API call (see [`crate::suggest`]).
+    pub async fn suggest(
+        &self,
+        ctx: &UserContext,
+        text: &str,
+    ) -> Option<crate::suggest::Suggestion> {
+        self.inner.engine.load_full().suggest(ctx, text).await
+    }
+
     /// Events from now on: plugin reloads and rejections, config reloads and rejections,
     /// reconciliation runs. A slow subscriber misses the oldest, never blocks the host.
     pub fn subscribe(&self) -> broadcast::Receiver<HostEvent> {

@@ -263,7 +263,7 @@ impl<L: Iterator<Item = (usize, std::io::Result<String>)>> Iterator for UsersFil
 }
 
 fn parse_user(line: &str) -> Result<UserContext, String> {
-    UserContext::from_json_str(line)
+    UserContext::from_json_str(line).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
