@@ -409,3 +409,71 @@ fn load_with_admin(cache: &CompiledCache) -> CacheOutcome {
     .info()
     .compiled
 }
+
+/// The plugin calls made while `f` runs, by WIT function (`resolve`, `resolve-batch`), as the
+/// host's `plugin_call` spans record them.
+fn crossings(f: impl FnOnce()) -> std::collections::BTreeMap<String, usize> {
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Calls(Arc<Mutex<std::collections::BTreeMap<String, usize>>>);
+    struct Function(Option<String>);
+    impl tracing::field::Visit for Function {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "function" {
+                self.0 = Some(value.to_string());
+            }
+        }
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Calls {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if attrs.metadata().name() != "plugin_call" {
+                return;
+            }
+            let mut function = Function(None);
+            attrs.record(&mut function);
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .entry(function.0.unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    let calls = Calls::default();
+    let subscriber = tracing_subscriber::registry().with(calls.clone());
+    tracing::subscriber::with_default(subscriber, f);
+    let counted = calls.0.lock().unwrap().clone();
+    counted
+}
+
+#[tokio::test]
+async fn a_hot_resolver_answers_a_page_in_one_crossing_per_batch() {
+    let folder = Folder::new().await;
+    let resolver = folder.resolver();
+    let users: Vec<UserContext> = (1..=300)
+        .map(|id| UserContext::private(id).flag("admin", id % 3 == 0))
+        .collect();
+    let refs: Vec<&UserContext> = users.iter().collect();
+    let mut answers = Vec::new();
+    let calls = crossings(|| answers = resolver.resolve_batch(&refs));
+    assert_eq!(answers.len(), 300);
+    for (user, answer) in users.iter().zip(&answers) {
+        assert_eq!(
+            answer.as_deref().unwrap(),
+            resolver.resolve(user).unwrap(),
+            "user {}",
+            user.user_id
+        );
+    }
+    // 300 users in pages of 128: three crossings, none user by user.
+    assert_eq!(calls.get("resolve-batch"), Some(&3), "{calls:?}");
+    assert_eq!(calls.get("resolve"), None, "{calls:?}");
+}
