@@ -1,5 +1,6 @@
 //! The engine: config, menus, plan and resolver together, everything that needs no Bot API.
-//! `CommandManager` adds delivery and applied state on top; the CLI's `plan` and `resolve`
+//! It knows nothing of delivery or plugins: `manager` adds delivery and applied state on top,
+//! the host wires plugin swaps to [`Engine::on_plugin_swap`]; the CLI's `plan` and `resolve`
 //! use the engine alone.
 
 use std::sync::Arc;
@@ -7,8 +8,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::deliver::BotApi;
-use crate::manager::CommandManager;
 use crate::menu::{Menu, MenuNote, MenuTable};
 use crate::output_cache::{CacheStats, CachedResolver, CachedTranslator};
 use crate::plan::Plan;
@@ -27,7 +26,7 @@ pub struct Resolution {
     pub error: Option<ResolveError>,
 }
 
-/// Builds an [`Engine`] (and from it a [`CommandManager`]).
+/// Builds an [`Engine`] (`manager` adds `build(api)`, a `CommandManager` over it).
 pub struct EngineBuilder {
     config: Config,
     resolver: Arc<dyn Resolver>,
@@ -88,11 +87,6 @@ impl EngineBuilder {
             resolver,
             cache,
         }
-    }
-
-    /// The engine with a Bot API to deliver through.
-    pub fn build(self, api: Arc<dyn BotApi>) -> CommandManager {
-        CommandManager::new(Arc::new(self.engine()), api)
     }
 }
 
@@ -166,7 +160,7 @@ pub type Generation = u64;
 
 /// Config, every profile's menu in every language, the plan of configured lists, and the
 /// resolver. The config and resolver are fixed; menus and plan are rebuilt when a translator
-/// is hot-swapped ([`Engine::rebuild_menus`], [`Engine::follow_reloads`]).
+/// is hot-swapped ([`Engine::rebuild_menus`], [`Engine::on_plugin_swap`]).
 pub struct Engine {
     /// The config's profile names, each allocated once: a resolution is a lookup.
     profiles: std::collections::HashSet<Name, foldhash::fast::RandomState>,
@@ -218,17 +212,6 @@ impl Engine {
         }
         self.built
             .store(Arc::new(Built::new(&self.config, self.translator.as_ref())));
-    }
-
-    /// Keeps this engine current with a hot-reloading plugin folder: see
-    /// [`on_plugin_swap`](Self::on_plugin_swap). Holds the engine weakly.
-    pub fn follow_reloads(self: &Arc<Self>, live: &crate::plugin::LivePlugins) {
-        let engine = Arc::downgrade(self);
-        live.on_swap(move |name| {
-            if let Some(engine) = engine.upgrade() {
-                engine.on_plugin_swap(name);
-            }
-        });
     }
 
     /// Plugin `name` was swapped for a new version: the replaced resolver's cached answers are

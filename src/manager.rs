@@ -135,10 +135,20 @@ pub struct BatchReport {
     pub summary: BatchSummary,
 }
 
+impl EngineBuilder {
+    /// The engine with a Bot API to deliver through (defined here: the engine knows nothing
+    /// of delivery).
+    pub fn build(self, api: Arc<dyn BotApi>) -> CommandManager {
+        CommandManager::new(Arc::new(self.engine()), api)
+    }
+}
+
 /// Keeps a bot's command menus right: the configured scopes and each user's own.
 pub struct CommandManager {
-    /// Replaced as a whole when the config changes; an update uses one engine throughout.
-    engine: ArcSwap<Engine>,
+    /// Replaced as a whole when the config changes; an update uses one engine throughout. A
+    /// host shares this slot ([`CommandManager::with_engine_slot`]): one place holds the
+    /// engine serving.
+    engine: Arc<ArcSwap<Engine>>,
     delivery: Arc<Delivery>,
     store: Arc<dyn StateStore>,
     turns: Coalescer,
@@ -192,8 +202,18 @@ impl CommandManager {
         delivery: Arc<Delivery>,
         store: Arc<dyn StateStore>,
     ) -> CommandManager {
+        CommandManager::with_engine_slot(Arc::new(ArcSwap::new(engine)), delivery, store)
+    }
+
+    /// [`with_parts`](Self::with_parts) following an engine slot the caller swaps (a host's):
+    /// whatever is stored there is what the next update uses.
+    pub fn with_engine_slot(
+        engine: Arc<ArcSwap<Engine>>,
+        delivery: Arc<Delivery>,
+        store: Arc<dyn StateStore>,
+    ) -> CommandManager {
         CommandManager {
-            engine: ArcSwap::new(engine),
+            engine,
             delivery,
             store,
             turns: Coalescer::default(),

@@ -450,8 +450,7 @@ fn crossings(f: impl FnOnce()) -> std::collections::BTreeMap<String, usize> {
     let calls = Calls::default();
     let subscriber = tracing_subscriber::registry().with(calls.clone());
     tracing::subscriber::with_default(subscriber, f);
-    let counted = calls.0.lock().unwrap().clone();
-    counted
+    calls.0.lock().unwrap().clone()
 }
 
 #[tokio::test]

@@ -300,7 +300,13 @@ profile = "all"
             .translation_caches(vec![words.clone(), shop.clone()])
             .engine(),
     );
-    engine.follow_reloads(&live);
+    // What a host does: the swap reaches the engine before it is announced.
+    let weak = Arc::downgrade(&engine);
+    live.on_swap(move |name| {
+        if let Some(engine) = weak.upgrade() {
+            engine.on_plugin_swap(name);
+        }
+    });
     let user = UserContext::private(1).language("en");
     let descriptions = |e: &Engine| -> Vec<String> {
         e.menu_of("all", &user)

@@ -39,7 +39,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::{Config, StateBackend};
-use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions};
+use crate::deliver::{ApiError, BotApi, DeliveryOptions};
 use crate::engine::{Engine, Resolution};
 use crate::manager::{
     CommandManager, KnownUserPolicy, ListOutcome, SetupReport, Status, UserOutcome,
@@ -49,7 +49,7 @@ use crate::plugin::{
     CompiledCache, Compiler, LivePlugins, PluginHost, ReloadEvent, WatchHandle, WatchOptions,
 };
 use crate::resolve::{Resolver, UserContext};
-use crate::state::{FileStore, MemoryStore, StateStore};
+use crate::state::StateStore;
 
 #[cfg(feature = "redis")]
 pub use self::follow::ReleaseFollow;
@@ -360,16 +360,15 @@ impl HostBuilder {
                 skipped.join(", ")
             );
         }
-        let (store, shared_pace) = match self.store.clone() {
-            Some(store) => (store, None),
+        let backend = match self.store.clone() {
+            Some(store) => crate::backend::Opened {
+                store,
+                shared: None,
+            },
             None => {
-                let backend = self.state.clone().unwrap_or_else(|| config.state.clone());
-                open_store(
-                    &backend,
-                    &config,
-                    self.redis_prefix.as_deref(),
-                    &self.delivery,
-                )?
+                let named = self.state.clone().unwrap_or_else(|| config.state.clone());
+                crate::backend::open(&named, self.redis_prefix.as_deref(), &self.delivery)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source))?
             }
         };
         #[cfg(feature = "redis")]
@@ -388,7 +387,7 @@ impl HostBuilder {
             fleet: Mutex::new(Vec::new()),
             config_path,
             live: live.clone(),
-            engine: ArcSwap::from_pointee(engine),
+            engine: Arc::new(ArcSwap::from_pointee(engine)),
             config_bytes: Mutex::new(inputs),
             config_waiting: Mutex::new(None),
             reloading: Mutex::new(()),
@@ -396,8 +395,7 @@ impl HostBuilder {
             events,
             kick,
             kicks: Mutex::new(Some(kicks)),
-            store,
-            shared_pace,
+            backend,
             delivery: self.delivery,
             reconcile: self.reconcile,
             running: OnceLock::new(),
@@ -455,52 +453,6 @@ impl HostBuilder {
     }
 }
 
-/// The pace and per-list turns a bot's workers share.
-type SharedPace = Option<(
-    Arc<dyn crate::deliver::RateGate>,
-    Arc<dyn crate::coalesce::SharedTurns>,
-)>;
-
-/// The state store `[state]` names, and for Redis the pace and turns its workers share.
-type OpenedStore = (Arc<dyn StateStore>, SharedPace);
-
-fn open_store(
-    backend: &StateBackend,
-    config: &Config,
-    redis_prefix: Option<&str>,
-    delivery: &DeliveryOptions,
-) -> anyhow::Result<OpenedStore> {
-    Ok(match backend {
-        StateBackend::Memory => (Arc::new(MemoryStore::new()), None),
-        StateBackend::File(path) => (Arc::new(FileStore::open(path)?), None),
-        #[cfg(feature = "redis")]
-        StateBackend::Redis { url, key_prefix } => {
-            let prefix = key_prefix.as_deref().or(redis_prefix).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: [state] is redis but names no key_prefix: set `key_prefix` (or give the host a prefix)",
-                    config.source
-                )
-            })?;
-            let shared = crate::redis::RedisShared::connect(url, prefix)?;
-            let gate = Arc::new(crate::redis::RedisGate::new(
-                shared.clone(),
-                delivery.pace,
-                delivery.burst,
-            ));
-            let turns = Arc::new(crate::redis::RedisTurns::new(shared.clone()));
-            (
-                Arc::new(crate::redis::RedisStore::new(shared)),
-                Some((gate as _, turns as _)),
-            )
-        }
-        #[cfg(not(feature = "redis"))]
-        StateBackend::Redis { .. } => {
-            let _ = (redis_prefix, delivery);
-            anyhow::bail!("[state] is redis but cmdscope was built without the `redis` feature")
-        }
-    })
-}
-
 /// What a host serves of its releases (kept without the `redis` feature too: empty).
 mod follow_state {
     #[derive(Debug, Clone, Default)]
@@ -514,22 +466,10 @@ mod follow_state {
 fn worker_id() -> String {
     format!(
         "{}-{}-{:04x}",
-        hostname(),
+        crate::state::hostname(),
         std::process::id(),
         fastrand::u16(..)
     )
-}
-
-/// This machine's host name (`host` when the system will not say).
-pub(crate) fn hostname() -> String {
-    let mut name = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
-    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0 {
-        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-        String::from_utf8_lossy(&name[..end]).into_owned()
-    } else {
-        "host".to_string()
-    }
 }
 
 /// A running bot's menus, following every change of its config and plugins. Cheap to clone.
@@ -550,7 +490,8 @@ struct Inner {
     fleet: Mutex<Vec<crate::state::Worker>>,
     config_path: PathBuf,
     live: Option<Arc<LivePlugins>>,
-    engine: ArcSwap<Engine>,
+    /// The engine serving: the one slot, shared with the manager once started.
+    engine: Arc<ArcSwap<Engine>>,
     /// What the current engine was built from (config text, catalog files), to tell a real
     /// change from a touch.
     config_bytes: Mutex<config_watch::Inputs>,
@@ -561,9 +502,8 @@ struct Inner {
     events: broadcast::Sender<HostEvent>,
     kick: mpsc::UnboundedSender<Trigger>,
     kicks: Mutex<Option<mpsc::UnboundedReceiver<Trigger>>>,
-    store: Arc<dyn StateStore>,
-    /// With `[state]` in Redis: the pace and per-list turns shared by the bot's workers.
-    shared_pace: SharedPace,
+    /// The store, and with `[state]` in Redis the pace and turns the bot's workers share.
+    backend: crate::backend::Opened,
     delivery: DeliveryOptions,
     reconcile: ReconcileOptions,
     running: OnceLock<Arc<CommandManager>>,
@@ -588,13 +528,10 @@ impl Inner {
         let _ = self.events.send(event);
     }
 
-    /// The one place a new engine starts serving: new updates use it; updates in flight
-    /// finish on theirs.
+    /// The one place a new engine starts serving (the manager shares the slot): new updates
+    /// use it; updates in flight finish on theirs.
     fn serve_engine(&self, engine: Arc<Engine>) {
-        self.engine.store(engine.clone());
-        if let Some(manager) = self.manager() {
-            manager.set_engine(engine);
-        }
+        self.engine.store(engine);
     }
 
     fn follows_releases(&self) -> bool {
@@ -701,23 +638,13 @@ impl Host {
     pub async fn start(&self, api: Arc<dyn BotApi>) -> anyhow::Result<SetupReport> {
         let inner = &self.inner;
         let config = inner.engine.load().config().clone();
-        let manager = match inner.shared_pace.clone() {
-            Some((gate, turns)) => CommandManager::with_parts(
-                inner.engine.load_full(),
-                Arc::new(Delivery::with_gate(api, gate, inner.delivery)),
-                inner.store.clone(),
-            )
-            .with_shared_turns(turns),
-            None => CommandManager::with_parts(
-                inner.engine.load_full(),
-                Arc::new(Delivery::new(api, inner.delivery)),
-                inner.store.clone(),
-            ),
-        }
-        .with_known_users(KnownUserPolicy {
-            remember: config.known_users.max > 0,
-            max: config.known_users.max,
-        });
+        let manager = inner
+            .backend
+            .manager(inner.engine.clone(), api, inner.delivery)
+            .with_known_users(KnownUserPolicy {
+                remember: config.known_users.max > 0,
+                max: config.known_users.max,
+            });
         let manager = Arc::new(manager);
         if inner.running.set(manager.clone()).is_err() {
             anyhow::bail!("the host is already started");
@@ -941,7 +868,7 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(known) = inner.store.known_users()
+        if let Some(known) = inner.backend.store.known_users()
             && let Err(e) = known.flush().await
         {
             tracing::warn!("shutdown: the known users could not be flushed: {e}");

@@ -8,7 +8,8 @@ use wasmtime::component::InstancePre;
 
 use super::bindings::{v0_1, v0_2};
 use super::instances::{CallFailure, Instances};
-use super::sandbox::{CallLimits, PluginState, Sandbox};
+use super::sandbox::{CallLimits, Sandbox};
+use super::store::PluginState;
 use super::{LoadError, PluginSettings, root_cause};
 use crate::resolve::UserContext;
 

@@ -14,8 +14,9 @@ use wasmtime::Store;
 
 use super::PluginSettings;
 use super::bindings::{v0_1, v0_2};
-use super::sandbox::{CallLimits, LimitHit, PluginState, Sandbox};
-use super::wasi::LogGate;
+use super::log::LogGate;
+use super::sandbox::{CallLimits, Sandbox};
+use super::store::{LimitHit, PluginState};
 
 /// Idle instances kept per plugin: enough for every worker thread of a busy host.
 const MAX_IDLE: usize = 16;

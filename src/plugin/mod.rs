@@ -18,7 +18,9 @@ mod compile;
 mod files;
 mod instances;
 mod live;
+mod log;
 mod sandbox;
+mod store;
 mod wasi;
 
 use std::collections::BTreeMap;

@@ -19,10 +19,6 @@
 //! called). Those functions would enter an async runtime; they are unreachable.
 
 use std::future::Future;
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use wasmtime::component::{Linker, Resource};
@@ -32,23 +28,8 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamErro
 use wasmtime_wasi_io::bindings::wasi::io::{poll as async_poll, streams as async_streams};
 
 use super::FIXED_WALL_CLOCK_SECS;
-use super::sandbox::PluginState;
-
-/// Largest random buffer one request may ask for.
-pub(crate) const MAX_RANDOM_BYTES: u64 = 64 << 10;
-/// Log a plugin may write in one call (host `log`, stdout and stderr together).
-pub(crate) const MAX_LOG_BYTES_PER_CALL: usize = 1 << 20;
-pub(crate) const MAX_LOG_LINES_PER_CALL: u32 = 1_000;
-/// Sustained log lines per plugin, all its instances together (bursts up to a call's worth).
-pub(crate) const LOG_LINES_PER_SECOND: u32 = 100;
-/// Longest log line kept; the rest of the line is cut.
-pub(crate) const MAX_LOG_LINE: usize = 1024;
-/// What the host's log adds to a plugin's line (time, level, target, plugin name), counted
-/// against the per-call budget so the budget bounds what is written, not just the message.
-const LOG_LINE_OVERHEAD: usize = 160;
-
-/// The seed behind every plugin's randomness.
-const RANDOM_SEED: u64 = 0x636d_6473_636f_7065;
+use super::log::MAX_LOG_BYTES_PER_CALL;
+use super::store::{PluginState, RANDOM_SEED};
 
 /// Links our WASI implementations. `wasi:sockets/*` is linked per component, every function
 /// trapping (see `Sandbox::instantiate_pre`); `wasi:http/*` never is.
@@ -166,37 +147,13 @@ impl clocks::monotonic_clock::Host for PluginState {
 
 // ---- random ----
 
-/// The call's random stream: the same at the start of every call.
-pub(crate) struct CallRandom(fastrand::Rng);
-
-impl CallRandom {
-    pub(crate) fn new() -> CallRandom {
-        CallRandom(fastrand::Rng::with_seed(RANDOM_SEED))
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.0.seed(RANDOM_SEED);
-    }
-
-    fn bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
-        if len > MAX_RANDOM_BYTES {
-            wasmtime::bail!(
-                "asked for {len} random bytes; a plugin may ask for at most {MAX_RANDOM_BYTES} at once"
-            );
-        }
-        let mut out = vec![0u8; len as usize];
-        self.0.fill(&mut out);
-        Ok(out)
-    }
-}
-
 impl random::random::Host for PluginState {
     fn get_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
         self.random.bytes(len)
     }
 
     fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.random.0.u64(..))
+        Ok(self.random.u64())
     }
 }
 
@@ -206,7 +163,7 @@ impl random::insecure::Host for PluginState {
     }
 
     fn get_insecure_random_u64(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.random.0.u64(..))
+        Ok(self.random.u64())
     }
 }
 
@@ -380,92 +337,4 @@ impl streams::HostInputStream for PluginState {
     ) -> wasmtime::Result<Resource<DynPollable>> {
         async_streams::HostInputStream::subscribe(&mut self.table, stream)
     }
-}
-
-// ---- the log ----
-
-/// A plugin's log budget: per call (in each store, reset when a call starts) and per plugin
-/// (shared by its instances).
-pub(crate) struct LogGate {
-    per_second: governor::DefaultDirectRateLimiter,
-    dropped_lines: AtomicU64,
-    dropped_bytes: AtomicU64,
-    last_report: std::sync::Mutex<Instant>,
-}
-
-impl LogGate {
-    pub(crate) fn new() -> Arc<LogGate> {
-        let quota =
-            governor::Quota::per_second(NonZeroU32::new(LOG_LINES_PER_SECOND).expect("nonzero"))
-                .allow_burst(NonZeroU32::new(MAX_LOG_LINES_PER_CALL).expect("nonzero"));
-        Arc::new(LogGate {
-            per_second: governor::RateLimiter::direct(quota),
-            dropped_lines: AtomicU64::new(0),
-            dropped_bytes: AtomicU64::new(0),
-            last_report: std::sync::Mutex::new(Instant::now()),
-        })
-    }
-
-    fn drop_line(&self, bytes: usize) {
-        self.dropped_lines.fetch_add(1, Ordering::Relaxed);
-        self.dropped_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// Says how much was dropped since the last report, at most once a second.
-    pub(crate) fn report_dropped(&self, plugin: &str) {
-        if self.dropped_lines.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut last = self.last_report.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        *last = Instant::now();
-        let lines = self.dropped_lines.swap(0, Ordering::Relaxed);
-        let bytes = self.dropped_bytes.swap(0, Ordering::Relaxed);
-        crate::metrics::plugin_log_dropped(plugin, lines);
-        tracing::warn!(
-            plugin,
-            lines,
-            bytes,
-            "plugin log over budget: lines dropped (a plugin may log {MAX_LOG_LINES_PER_CALL} lines or 1 MiB per call, {LOG_LINES_PER_SECOND} lines/s)"
-        );
-    }
-}
-
-/// What the running call may still log; lives in the store.
-pub(crate) struct CallLog {
-    bytes_left: usize,
-    lines_left: u32,
-}
-
-impl CallLog {
-    pub(crate) fn new() -> CallLog {
-        CallLog {
-            bytes_left: MAX_LOG_BYTES_PER_CALL,
-            lines_left: MAX_LOG_LINES_PER_CALL,
-        }
-    }
-
-    /// Whether a line of `len` bytes may be written now; a line that may not is counted.
-    pub(crate) fn admit(&mut self, gate: &LogGate, len: usize) -> bool {
-        let len = len.min(MAX_LOG_LINE) + LOG_LINE_OVERHEAD;
-        if self.lines_left == 0 || self.bytes_left < len || gate.per_second.check().is_err() {
-            gate.drop_line(len);
-            return false;
-        }
-        self.lines_left -= 1;
-        self.bytes_left -= len;
-        true
-    }
-}
-
-/// A line cut at [`MAX_LOG_LINE`] bytes, on a character boundary, trailing space trimmed.
-pub(crate) fn log_line(message: &str) -> &str {
-    let mut end = message.len().min(MAX_LOG_LINE);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    message[..end].trim_end()
 }

@@ -234,5 +234,5 @@ fn publisher() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{}", crate::host::hostname())
+    format!("{user}@{}", crate::state::hostname())
 }

@@ -23,6 +23,19 @@ pub use self::users::{
     UserKey, Worker, today,
 };
 
+/// This machine's host name (`host` when the system will not say): part of a worker's id in
+/// the fleet registry, and of a release's publisher.
+pub(crate) fn hostname() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0 {
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        String::from_utf8_lossy(&name[..end]).into_owned()
+    } else {
+        "host".to_string()
+    }
+}
+
 /// A known user's record as stores keep it (for stores outside this module).
 pub fn encode_user(ctx: &crate::UserContext, generation: Generation) -> Option<Vec<u8>> {
     users::encode(ctx, generation, today())

@@ -12,11 +12,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use cmdscope::config::StateBackend;
-use cmdscope::deliver::{Delivery, DeliveryOptions, HttpBotApi, TELEGRAM_API_URL};
+use cmdscope::deliver::{DeliveryOptions, HttpBotApi, TELEGRAM_API_URL};
 use cmdscope::engine::Engine;
 use cmdscope::manager::BatchSummary;
 use cmdscope::redis;
-use cmdscope::state::{FileStore, MemoryStore, StateStore};
 use cmdscope::{CommandManager, UserContext};
 
 /// How to reach the Bot API and where to remember what it holds.
@@ -95,30 +94,15 @@ impl Connection {
         })
     }
 
-    /// A manager for `engine` over our HTTP client and the chosen store.
+    /// A manager for `engine` over our HTTP client and the chosen store (opened as the host
+    /// opens it: `cmdscope::backend`).
     pub(crate) fn manager(&self, engine: Arc<Engine>) -> anyhow::Result<CommandManager> {
-        let api = self.api()?;
         let options = self.delivery_options()?;
-        let store: Arc<dyn StateStore> = match self.backend(engine.config())? {
-            StateBackend::Redis { url, key_prefix } => {
-                let prefix = key_prefix.expect("filled in by backend()");
-                let shared = redis::RedisShared::connect(&url, &prefix)?;
-                let gate = Arc::new(redis::RedisGate::new(shared.clone(), self.pace, self.burst));
-                let delivery = Delivery::with_gate(api, gate, options);
-                let store = Arc::new(redis::RedisStore::new(shared.clone()));
-                return Ok(
-                    CommandManager::with_parts(engine, Arc::new(delivery), store)
-                        .with_shared_turns(Arc::new(redis::RedisTurns::new(shared))),
-                );
-            }
-            StateBackend::File(path) => Arc::new(FileStore::open(&path)?),
-            StateBackend::Memory => Arc::new(MemoryStore::new()),
-        };
-        let delivery = Delivery::new(api, options);
-        Ok(CommandManager::with_parts(
-            engine,
-            Arc::new(delivery),
-            store,
+        let opened = cmdscope::backend::open(&self.backend(engine.config())?, None, &options)?;
+        Ok(opened.manager(
+            Arc::new(arc_swap::ArcSwap::new(engine)),
+            self.api()?,
+            options,
         ))
     }
 }
