@@ -16,7 +16,6 @@
 //! field; in a list, the other contexts are still processed.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -25,15 +24,18 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+mod query;
+mod status_page;
+
+use self::query::ContextQuery;
 use super::{Host, HostEvent};
 use crate::manager::{ListOutcome, UserOutcome};
-use crate::resolve::{ContextError, FlagValue, UserContext};
+use crate::resolve::{ContextError, UserContext};
 
 /// How the HTTP surfaces behave.
 #[derive(Clone, Default)]
@@ -92,8 +94,8 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
-        .route("/", get(status_page))
-        .route("/status.json", get(status_json))
+        .route("/", get(status_page::page))
+        .route("/status.json", get(status_page::json))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", None) })
         .layer(axum::middleware::from_fn(limit_headers))
         .with_state(app)
@@ -357,102 +359,6 @@ async fn clear_users(State(app): State<App>, body: axum::body::Bytes) -> Respons
     answer(list, results, failed)
 }
 
-/// `?user_id=5&chat_id=..&chat_type=group&language_code=es&flags=registered,level=3`
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ContextQuery {
-    user_id: Option<i64>,
-    chat_id: Option<i64>,
-    chat_type: Option<String>,
-    language_code: Option<String>,
-    /// Comma-separated: `name` (true) or `name=value`.
-    flags: Option<String>,
-    #[serde(default)]
-    chat_admin: bool,
-    /// What the user sent (`/v1/suggest` only).
-    text: Option<String>,
-}
-
-const QUERY_FIELDS: [&str; 7] = [
-    "user_id",
-    "chat_id",
-    "chat_type",
-    "language_code",
-    "flags",
-    "chat_admin",
-    "text",
-];
-
-impl ContextQuery {
-    /// The query string, every parameter known: a typo is named with the closest one.
-    fn parse(raw: Option<&str>) -> Result<ContextQuery, ContextError> {
-        let raw = raw.unwrap_or("");
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-            .map_err(|e| ContextError::new("", format!("the query string is unreadable: {e}")))?;
-        for (name, _) in &pairs {
-            if !QUERY_FIELDS.contains(&name.as_str()) {
-                let message = match crate::resolve::closest(name, &QUERY_FIELDS) {
-                    Some(known) => format!("unknown parameter `{name}`; did you mean `{known}`?"),
-                    None => format!(
-                        "unknown parameter `{name}`; the query takes {}",
-                        QUERY_FIELDS.join(", ")
-                    ),
-                };
-                return Err(ContextError::new(name, message));
-            }
-        }
-        serde_urlencoded::from_str(raw).map_err(|e| {
-            let text = e.to_string();
-            let field = QUERY_FIELDS
-                .iter()
-                .find(|f| text.contains(&format!("`{f}`")))
-                .copied()
-                .unwrap_or("");
-            ContextError::new(field, text)
-        })
-    }
-
-    fn context(&self) -> Result<UserContext, ContextError> {
-        let Some(user_id) = self.user_id else {
-            return Err(ContextError::new("user_id", "user_id is required"));
-        };
-        let mut ctx = UserContext::private(user_id);
-        if let Some(kind) = self.chat_type.as_deref().filter(|k| !k.is_empty()) {
-            match crate::ChatType::parse(kind) {
-                Some(t) => ctx.chat_type = t,
-                None => {
-                    return Err(ContextError::new(
-                        "chat_type",
-                        format!("chat_type: unknown chat type `{kind}`"),
-                    ));
-                }
-            }
-        }
-        ctx.chat_id = self.chat_id;
-        ctx.is_chat_admin = self.chat_admin;
-        ctx.language_code = self.language_code.clone().filter(|l| !l.is_empty());
-        for flag in self
-            .flags
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-        {
-            if flag.is_empty() {
-                continue;
-            }
-            let (name, value) = match flag.split_once('=') {
-                Some((n, v)) => (n, FlagValue::parse_cli(v)),
-                None => (flag, FlagValue::Bool(true)),
-            };
-            ctx.flags.insert(name.to_string(), value);
-        }
-        // The same checks as a JSON context (a private chat is the user's; groups negative).
-        let value = serde_json::to_value(&ctx).map_err(|e| ContextError::new("", e.to_string()))?;
-        UserContext::from_json(value)
-    }
-}
-
 fn bad_query(why: ContextError) -> Response {
     let field = (!why.field.is_empty()).then_some(why.field.as_str());
     error(StatusCode::BAD_REQUEST, &why.message, field)
@@ -569,314 +475,6 @@ async fn metrics_page(State(app): State<App>) -> Response {
         return handle.render().into_response();
     }
     error(StatusCode::NOT_FOUND, "no metrics recorder", None)
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The status page: server-rendered HTML (no script), so it works in any browser and in
-/// `chromium --dump-dom`.
-async fn status_page(State(app): State<App>, RawQuery(raw): RawQuery) -> impl IntoResponse {
-    let q = ContextQuery::parse(raw.as_deref());
-    // First, while no lock is held: it may call the resolver plugin.
-    let preview = preview_html(&app.host, &q).await;
-    let host = &app.host;
-    let engine = host.engine();
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cmdscope status</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}code{font-size:90%}</style>\
-         </head><body><h1>cmdscope status</h1>",
-    );
-    let recent = host.recent();
-    let _ = write!(
-        html,
-        "<p>Config <code>{}</code>, generation <code id=\"rules\">{:016x}</code>; lists applied: <b id=\"ready\">{}</b>.</p>",
-        escape(&host.inner.config_path.display().to_string()),
-        engine.generation(),
-        host.is_ready()
-    );
-    if let Some(release) = host.release() {
-        let _ = write!(
-            html,
-            "<p>Serving release <b id=\"release\">{}</b>, published by {}.</p>",
-            release.number,
-            escape(&release.by)
-        );
-    }
-    if let Some(refused) = host.refused_release() {
-        let _ = write!(
-            html,
-            "<h3>Release refused (the last good one serves)</h3><p id=\"release-refused\">release {}: {}</p>",
-            refused.release,
-            escape(&refused.reason)
-        );
-    }
-    let fleet = host.fleet();
-    if !fleet.is_empty() {
-        html.push_str(
-            "<h2>Workers</h2><table id=\"workers\"><tr><th>worker</th><th>release</th><th>generation</th><th>refused</th></tr>",
-        );
-        for w in &fleet {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td><code>{:016x}</code></td><td>{}</td></tr>",
-                escape(&w.id),
-                w.release.map(|r| r.to_string()).unwrap_or_default(),
-                w.generation,
-                w.refused
-                    .as_ref()
-                    .map(|r| escape(&format!("release {}: {}", r.release, r.reason)))
-                    .unwrap_or_default()
-            );
-        }
-        html.push_str("</table>");
-    }
-    if !recent.config_errors.is_empty() {
-        html.push_str(
-            "<h3>Config rejected (the last good one serves)</h3><ul id=\"config-errors\">",
-        );
-        for e in &recent.config_errors {
-            let _ = write!(html, "<li>{}</li>", escape(e));
-        }
-        html.push_str("</ul>");
-    }
-    if let Some(live) = host.plugins() {
-        let _ = write!(
-            html,
-            "<p>Folder <code>{}</code>, generation <span id=\"generation\">{}</span>.</p>",
-            escape(&live.dir().display().to_string()),
-            live.generation()
-        );
-        html.push_str("<h2>Plugins</h2><table id=\"plugins\"><tr><th>name</th><th>world</th><th>version</th><th>sha256</th><th>generation</th><th>file</th><th>last error</th></tr>");
-        let current = live.current();
-        for (name, plugin) in &current {
-            let info = plugin.info();
-            let _ = write!(
-                html,
-                "<tr class=\"plugin\" data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{}</td><td><code title=\"{sha}\">{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                info.world,
-                escape(&info.version),
-                &info.sha256[..12.min(info.sha256.len())],
-                recent
-                    .generation
-                    .get(name)
-                    .map(|g| g.to_string())
-                    .unwrap_or_default(),
-                escape(&info.file),
-                escape(
-                    recent
-                        .last_error
-                        .get(&info.file)
-                        .map(String::as_str)
-                        .unwrap_or("")
-                ),
-                n = escape(name),
-                sha = escape(&info.sha256),
-            );
-        }
-        html.push_str("</table>");
-        let rejected: Vec<_> = recent
-            .last_error
-            .iter()
-            .filter(|(file, _)| !current.iter().any(|(_, pl)| &pl.info().file == *file))
-            .collect();
-        if !rejected.is_empty() {
-            html.push_str("<h3>Rejected files</h3><ul id=\"rejected\">");
-            for (file, why) in rejected {
-                let _ = write!(
-                    html,
-                    "<li><code>{}</code>: {}</li>",
-                    escape(file),
-                    escape(why)
-                );
-            }
-            html.push_str("</ul>");
-        }
-    }
-
-    html.push_str("<h2>Caches</h2><table id=\"caches\"><tr><th>cache</th><th>hits</th><th>misses (plugin calls)</th><th>hit rate</th><th>entries</th></tr>");
-    let mut caches: Vec<(String, crate::output_cache::CacheStats)> = Vec::new();
-    if let Some(stats) = engine.cache_stats() {
-        caches.push(("resolver".into(), stats));
-    }
-    for (i, stats) in engine.translation_cache_stats().into_iter().enumerate() {
-        caches.push((format!("translator {}", i + 1), stats));
-    }
-    for (name, s) in caches {
-        let total = s.hits + s.misses;
-        let rate = if total == 0 {
-            0.0
-        } else {
-            s.hits as f64 * 100.0 / total as f64
-        };
-        let _ = write!(
-            html,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{rate:.1}%</td><td>{}</td></tr>",
-            s.hits, s.misses, s.entries
-        );
-    }
-    html.push_str("</table>");
-    html.push_str(&preview);
-
-    html.push_str("<h2>Recent events</h2><table id=\"events\"><tr><th>event</th><th>what</th><th>details</th></tr>");
-    for event in &recent.events {
-        let (kind, what, details) = match event {
-            HostEvent::Plugin(e) => (
-                format!("{:?}", e.event),
-                format!("{} ({})", e.plugin.as_deref().unwrap_or(""), e.file),
-                format!(
-                    "generation {}, {:.1} ms{}",
-                    e.generation,
-                    e.ms,
-                    e.error
-                        .as_deref()
-                        .map(|x| format!(": {x}"))
-                        .unwrap_or_default()
-                ),
-            ),
-            HostEvent::ConfigReloaded { file, .. } => {
-                ("ConfigReloaded".into(), file.clone(), String::new())
-            }
-            HostEvent::ConfigRejected { file, errors } => {
-                ("ConfigRejected".into(), file.clone(), errors.join("; "))
-            }
-            HostEvent::ConfigWaiting {
-                file, waiting_for, ..
-            } => (
-                "ConfigWaiting".into(),
-                file.clone(),
-                format!("waits for {}", waiting_for.join(", ")),
-            ),
-            HostEvent::ReleaseServing { release, plugins } => (
-                "ReleaseServing".into(),
-                format!("release {release}"),
-                plugins
-                    .iter()
-                    .map(|p| format!("{} {}", p.name, p.version))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            HostEvent::ReleaseRefused {
-                release, errors, ..
-            } => (
-                "ReleaseRefused".into(),
-                format!("release {release}"),
-                errors.join("; "),
-            ),
-            HostEvent::Reconciled(r) => (
-                "Reconciled".into(),
-                format!("{} users examined", r.users_examined),
-                format!(
-                    "calls {:?}, failed {}, {:.0} ms",
-                    r.calls, r.failed, r.duration_ms
-                ),
-            ),
-        };
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&kind),
-            escape(&what),
-            escape(&details)
-        );
-    }
-    html.push_str("</table></body></html>");
-    Html(html)
-}
-
-/// The preview form and, for a given user, their profile and menu.
-async fn preview_html(host: &Host, q: &Result<ContextQuery, ContextError>) -> String {
-    let mut html = String::new();
-    let (q, unreadable) = match q {
-        Ok(q) => (q, None),
-        Err(why) => (&ContextQuery::default(), Some(why)),
-    };
-    let _ = write!(
-        html,
-        "<h2>Preview</h2><form method=\"get\">user_id <input name=\"user_id\" value=\"{}\"> language_code <input name=\"language_code\" value=\"{}\"> flags <input name=\"flags\" value=\"{}\" placeholder=\"registered,premium\"> <button>preview</button></form>",
-        q.user_id.map(|u| u.to_string()).unwrap_or_default(),
-        escape(q.language_code.as_deref().unwrap_or("")),
-        escape(q.flags.as_deref().unwrap_or(""))
-    );
-    let asked = match unreadable {
-        Some(why) => Some(Err(why.clone())),
-        None => q.user_id.map(|_| q.context()),
-    };
-    match asked {
-        None => {}
-        Some(Err(why)) => {
-            let _ = write!(html, "<p id=\"preview-error\">{}</p>", escape(&why.message));
-        }
-        Some(Ok(ctx)) => {
-            let (resolution, menu) = host.preview(&ctx).await;
-            let _ = write!(
-                html,
-                "<div id=\"preview\"><p>Profile <b id=\"profile\">{}</b> (from {}){}</p><ul id=\"commands\">",
-                escape(&resolution.profile),
-                escape(&resolution.source),
-                resolution
-                    .error
-                    .map(|e| format!(", resolver failed: {}", escape(&e.to_string())))
-                    .unwrap_or_default()
-            );
-            for c in menu.iter() {
-                let _ = write!(
-                    html,
-                    "<li><code>/{}</code> {}</li>",
-                    escape(&c.command),
-                    escape(&c.description)
-                );
-            }
-            html.push_str("</ul></div>");
-        }
-    }
-    html
-}
-
-async fn status_json(State(app): State<App>) -> impl IntoResponse {
-    let host = &app.host;
-    let engine = host.engine();
-    let plugins: Vec<Value> = host
-        .plugins()
-        .map(|live| live.current())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, plugin)| {
-            let info = plugin.info();
-            json!({"name": name, "world": info.world.to_string(), "version": info.version, "sha256": info.sha256, "file": info.file})
-        })
-        .collect();
-    let known = match host.manager().and_then(|m| m.known_users()) {
-        Some(k) => k.count().await.ok(),
-        None => None,
-    };
-    let recent = host.recent();
-    Json(json!({
-        "worker": host.worker_id(),
-        "release": host.release().map(|r| r.number),
-        "release_refused": host.refused_release(),
-        "workers": host.fleet(),
-        "generation": format!("{:016x}", engine.generation()),
-        "plugin_generation": host.plugins().map(|l| l.generation()),
-        "ready": host.is_ready(),
-        "plugins": plugins,
-        "known_users": known,
-        "recent_events": recent.events.iter().collect::<Vec<_>>(),
-        "resolver_cache": engine.cache_stats().map(|s| json!({"hits": s.hits, "misses": s.misses, "entries": s.entries})),
-    }))
 }
 
 #[cfg(test)]

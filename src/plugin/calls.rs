@@ -1,33 +1,11 @@
-//! Calls into a plugin, whichever interface version it speaks: one enum per world, one arm
-//! per version, the engine's types in and out. The only place that knows each version's
-//! generated functions.
+//! The calls the host makes into a plugin, whichever interface version it speaks: the
+//! engine's types in and out. Each version's module (`bindings/since_v*.rs`) implements these
+//! traits for its generated bindings; nothing else knows a version's functions.
 
-use std::sync::Arc;
-
-use wasmtime::component::InstancePre;
-
-use super::bindings::{v0_1, v0_2};
-use super::instances::{CallFailure, Instances};
-use super::sandbox::{CallLimits, Sandbox};
-use super::store::PluginState;
-use super::{LoadError, PluginSettings, root_cause};
+use super::PluginSettings;
+use super::instances::{CallFailure, Instances, WorldBindings};
+use super::sandbox::CallLimits;
 use crate::resolve::UserContext;
-
-/// An interface version a component was built against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Version {
-    V0_1,
-    V0_2,
-}
-
-impl Version {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Version::V0_1 => "0.1",
-            Version::V0_2 => "0.2",
-        }
-    }
-}
 
 /// What `info` answered, before it is checked.
 pub(crate) struct RawInfo {
@@ -37,241 +15,66 @@ pub(crate) struct RawInfo {
     pub items: Vec<String>,
 }
 
-fn link(e: wasmtime::Error) -> LoadError {
-    LoadError::Link(root_cause(&e))
+/// The instance pool of one plugin, the same for every world and version.
+pub(crate) trait Pool: Send + Sync {
+    /// Names the plugin and gives it its settings and limits (see `Instances::configure`).
+    fn configure(&self, name: &str, settings: &PluginSettings) -> Result<(), CallFailure>;
+    /// The limits calls run within now.
+    fn limits(&self) -> CallLimits;
+    /// Linear memory an idle instance holds.
+    fn instance_memory(&self) -> Option<usize>;
+    /// Largest answer accepted.
+    fn max_output(&self) -> usize;
 }
 
-pub(crate) enum ResolverCalls {
-    V0_1(Instances<v0_1::resolver_world::ResolverPlugin>),
-    V0_2(Instances<v0_2::resolver_world::ResolverPlugin>),
+impl<W: WorldBindings> Pool for Instances<W> {
+    fn configure(&self, name: &str, settings: &PluginSettings) -> Result<(), CallFailure> {
+        Instances::configure(self, name, settings)
+    }
+    fn limits(&self) -> CallLimits {
+        Instances::limits(self)
+    }
+    fn instance_memory(&self) -> Option<usize> {
+        Instances::instance_memory(self)
+    }
+    fn max_output(&self) -> usize {
+        Instances::max_output(self)
+    }
 }
 
-impl ResolverCalls {
-    pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        pre: InstancePre<PluginState>,
-        file: &str,
-        version: Version,
-        first: CallLimits,
-    ) -> Result<ResolverCalls, LoadError> {
-        Ok(match version {
-            Version::V0_1 => ResolverCalls::V0_1(Instances::new(
-                sandbox,
-                v0_1::resolver_world::ResolverPluginPre::new(pre).map_err(link)?,
-                file,
-                first,
-            )),
-            Version::V0_2 => ResolverCalls::V0_2(Instances::new(
-                sandbox,
-                v0_2::resolver_world::ResolverPluginPre::new(pre).map_err(link)?,
-                file,
-                first,
-            )),
-        })
-    }
-
-    pub(crate) fn info(&self) -> Result<RawInfo, CallFailure> {
-        Ok(match self {
-            ResolverCalls::V0_1(i) => {
-                let info = i.call(|b, s| b.cmdscope_plugin_resolver().call_info(s))?;
-                RawInfo {
-                    name: info.name,
-                    version: info.version,
-                    items: info.profiles,
-                }
-            }
-            ResolverCalls::V0_2(i) => {
-                let info = i.call(|b, s| b.cmdscope_plugin_resolver().call_info(s))?;
-                RawInfo {
-                    name: info.name,
-                    version: info.version,
-                    items: info.profiles,
-                }
-            }
-        })
-    }
-
-    pub(crate) fn resolve(&self, ctx: &UserContext) -> Result<Result<String, String>, CallFailure> {
-        match self {
-            ResolverCalls::V0_1(i) => {
-                let ctx = v0_1::wit::UserContext::from(ctx);
-                i.call(|b, s| b.cmdscope_plugin_resolver().call_resolve(s, &ctx))
-            }
-            ResolverCalls::V0_2(i) => {
-                let ctx = v0_2::wit::UserContext::from(ctx);
-                i.call(|b, s| b.cmdscope_plugin_resolver().call_resolve(s, &ctx))
-            }
-        }
-    }
-
-    /// Many users: one crossing with 0.2's `resolve-batch`; a call each with 0.1. A wrong
-    /// number of answers is malformed.
-    pub(crate) fn resolve_batch(
+/// A resolver's calls.
+pub(crate) trait ResolverCalls: Pool {
+    fn info(&self) -> Result<RawInfo, CallFailure>;
+    fn resolve(&self, ctx: &UserContext) -> Result<Result<String, String>, CallFailure>;
+    /// Many users at once; a version without a batch call asks user by user. A wrong number
+    /// of answers is malformed (see [`same_count`]).
+    fn resolve_batch(
         &self,
         ctxs: &[&UserContext],
     ) -> Result<Vec<Result<String, String>>, CallFailure> {
-        let answers = match self {
-            ResolverCalls::V0_1(_) => return ctxs.iter().map(|c| self.resolve(c)).collect(),
-            ResolverCalls::V0_2(i) => {
-                let ctxs: Vec<v0_2::wit::UserContext> = ctxs
-                    .iter()
-                    .map(|c| v0_2::wit::UserContext::from(*c))
-                    .collect();
-                i.call(|b, s| b.cmdscope_plugin_resolver().call_resolve_batch(s, &ctxs))?
-            }
-        };
-        if answers.len() != ctxs.len() {
-            return Err(CallFailure::Malformed(format!(
-                "{} answers for {} users",
-                answers.len(),
-                ctxs.len()
-            )));
-        }
-        Ok(answers)
-    }
-
-    pub(crate) fn configure(
-        &self,
-        name: &str,
-        settings: &PluginSettings,
-    ) -> Result<(), CallFailure> {
-        match self {
-            ResolverCalls::V0_1(i) => i.configure(name, settings),
-            ResolverCalls::V0_2(i) => i.configure(name, settings),
-        }
-    }
-
-    pub(crate) fn limits(&self) -> CallLimits {
-        match self {
-            ResolverCalls::V0_1(i) => i.limits(),
-            ResolverCalls::V0_2(i) => i.limits(),
-        }
-    }
-
-    pub(crate) fn instance_memory(&self) -> Option<usize> {
-        match self {
-            ResolverCalls::V0_1(i) => i.instance_memory(),
-            ResolverCalls::V0_2(i) => i.instance_memory(),
-        }
-    }
-
-    pub(crate) fn max_output(&self) -> usize {
-        match self {
-            ResolverCalls::V0_1(i) => i.max_output(),
-            ResolverCalls::V0_2(i) => i.max_output(),
-        }
+        ctxs.iter().map(|c| self.resolve(c)).collect()
     }
 }
 
-pub(crate) enum TranslatorCalls {
-    V0_1(Instances<v0_1::translator_world::TranslatorPlugin>),
-    V0_2(Instances<v0_2::translator_world::TranslatorPlugin>),
-}
-
-impl TranslatorCalls {
-    pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        pre: InstancePre<PluginState>,
-        file: &str,
-        version: Version,
-        first: CallLimits,
-    ) -> Result<TranslatorCalls, LoadError> {
-        Ok(match version {
-            Version::V0_1 => TranslatorCalls::V0_1(Instances::new(
-                sandbox,
-                v0_1::translator_world::TranslatorPluginPre::new(pre).map_err(link)?,
-                file,
-                first,
-            )),
-            Version::V0_2 => TranslatorCalls::V0_2(Instances::new(
-                sandbox,
-                v0_2::translator_world::TranslatorPluginPre::new(pre).map_err(link)?,
-                file,
-                first,
-            )),
-        })
-    }
-
-    pub(crate) fn info(&self) -> Result<RawInfo, CallFailure> {
-        Ok(match self {
-            TranslatorCalls::V0_1(i) => {
-                let info = i.call(|b, s| b.cmdscope_plugin_translator().call_info(s))?;
-                RawInfo {
-                    name: info.name,
-                    version: info.version,
-                    items: info.locales,
-                }
-            }
-            TranslatorCalls::V0_2(i) => {
-                let info = i.call(|b, s| b.cmdscope_plugin_translator().call_info(s))?;
-                RawInfo {
-                    name: info.name,
-                    version: info.version,
-                    items: info.locales,
-                }
-            }
-        })
-    }
-
-    pub(crate) fn translate(&self, key: &str, locale: &str) -> Result<Option<String>, CallFailure> {
-        match self {
-            TranslatorCalls::V0_1(i) => i.call(|b, s| {
-                b.cmdscope_plugin_translator()
-                    .call_translate(s, key, locale)
-            }),
-            TranslatorCalls::V0_2(i) => i.call(|b, s| {
-                b.cmdscope_plugin_translator()
-                    .call_translate(s, key, locale)
-            }),
-        }
-    }
-
-    pub(crate) fn translate_batch(
+/// A translator's calls.
+pub(crate) trait TranslatorCalls: Pool {
+    fn info(&self) -> Result<RawInfo, CallFailure>;
+    fn translate(&self, key: &str, locale: &str) -> Result<Option<String>, CallFailure>;
+    fn translate_batch(
         &self,
         keys: &[String],
         locale: &str,
-    ) -> Result<Vec<Option<String>>, CallFailure> {
-        match self {
-            TranslatorCalls::V0_1(i) => i.call(|b, s| {
-                b.cmdscope_plugin_translator()
-                    .call_translate_batch(s, keys, locale)
-            }),
-            TranslatorCalls::V0_2(i) => i.call(|b, s| {
-                b.cmdscope_plugin_translator()
-                    .call_translate_batch(s, keys, locale)
-            }),
-        }
-    }
+    ) -> Result<Vec<Option<String>>, CallFailure>;
+}
 
-    pub(crate) fn configure(
-        &self,
-        name: &str,
-        settings: &PluginSettings,
-    ) -> Result<(), CallFailure> {
-        match self {
-            TranslatorCalls::V0_1(i) => i.configure(name, settings),
-            TranslatorCalls::V0_2(i) => i.configure(name, settings),
-        }
-    }
-
-    pub(crate) fn limits(&self) -> CallLimits {
-        match self {
-            TranslatorCalls::V0_1(i) => i.limits(),
-            TranslatorCalls::V0_2(i) => i.limits(),
-        }
-    }
-
-    pub(crate) fn instance_memory(&self) -> Option<usize> {
-        match self {
-            TranslatorCalls::V0_1(i) => i.instance_memory(),
-            TranslatorCalls::V0_2(i) => i.instance_memory(),
-        }
-    }
-
-    pub(crate) fn max_output(&self) -> usize {
-        match self {
-            TranslatorCalls::V0_1(i) => i.max_output(),
-            TranslatorCalls::V0_2(i) => i.max_output(),
-        }
+/// A batch's answers, refused as malformed unless there is one per question.
+pub(crate) fn same_count<T>(answers: Vec<T>, asked: usize) -> Result<Vec<T>, CallFailure> {
+    if answers.len() == asked {
+        Ok(answers)
+    } else {
+        Err(CallFailure::Malformed(format!(
+            "{} answers for {asked} questions",
+            answers.len()
+        )))
     }
 }

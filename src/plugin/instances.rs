@@ -13,7 +13,6 @@ use std::time::Duration;
 use wasmtime::Store;
 
 use super::PluginSettings;
-use super::bindings::{v0_1, v0_2};
 use super::log::LogGate;
 use super::sandbox::{CallLimits, Sandbox};
 use super::store::{LimitHit, PluginState};
@@ -71,30 +70,6 @@ impl fmt::Display for CallFailure {
 pub(crate) trait WorldBindings: Sized + Send + 'static {
     type Pre: Send + Sync + 'static;
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self>;
-}
-
-/// `WorldBindings` for the generated bindings of one world of one version.
-macro_rules! world_bindings {
-    ($($bindings:path => $pre:ident),* $(,)?) => {$(
-        impl WorldBindings for $bindings {
-            type Pre = $pre<PluginState>;
-            fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
-                pre.instantiate(store)
-            }
-        }
-    )*};
-}
-
-use v0_1::resolver_world::ResolverPluginPre as ResolverPre01;
-use v0_1::translator_world::TranslatorPluginPre as TranslatorPre01;
-use v0_2::resolver_world::ResolverPluginPre as ResolverPre02;
-use v0_2::translator_world::TranslatorPluginPre as TranslatorPre02;
-
-world_bindings! {
-    v0_1::resolver_world::ResolverPlugin => ResolverPre01,
-    v0_1::translator_world::TranslatorPlugin => TranslatorPre01,
-    v0_2::resolver_world::ResolverPlugin => ResolverPre02,
-    v0_2::translator_world::TranslatorPlugin => TranslatorPre02,
 }
 
 struct Live<W> {

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceType};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceType};
 use wasmtime::{Engine, Store};
 
 use super::LoadError;
-use super::bindings::{v0_1, v0_2};
 use super::log::LogGate;
+use super::store::MAX_RESOURCES;
 use super::store::PluginState;
-use super::store::{Level, MAX_RESOURCES};
 use crate::config::SandboxLimits;
 
 /// How often the epoch advances; a call's deadline is counted in these ticks.
@@ -28,17 +27,14 @@ pub const FIXED_WALL_CLOCK_SECS: u64 = 1_704_067_200;
 /// randomness is seeded and every socket function traps: importing them grants nothing.
 /// (componentize-py links CPython's socket module, so its components import `wasi:sockets`
 /// whether they use it or not.)
-const ALLOWED_IMPORT_PREFIXES: [&str; 10] = [
+/// (cmdscope's own `host` and `types`, of every version spoken, come from `bindings`.)
+const ALLOWED_IMPORT_PREFIXES: [&str; 6] = [
     "wasi:cli/",
     "wasi:io/",
     "wasi:filesystem/",
     "wasi:clocks/",
     "wasi:random/",
     SOCKETS,
-    "cmdscope:plugin/host@0.1.",
-    "cmdscope:plugin/types@0.1.",
-    "cmdscope:plugin/host@0.2.",
-    "cmdscope:plugin/types@0.2.",
 ];
 
 /// Imported by toolchains that link a socket library; every function of it traps.
@@ -57,31 +53,6 @@ pub(crate) fn engine_config() -> wasmtime::Config {
     config
 }
 
-/// The `host` interface, the same in every version: a log line, a setting.
-macro_rules! host_interface {
-    ($($host:ident),*) => {$(
-        impl $host::Host for PluginState {
-            fn log(&mut self, level: $host::LogLevel, message: String) {
-                let level = match level {
-                    $host::LogLevel::Debug => Level::Debug,
-                    $host::LogLevel::Info => Level::Info,
-                    $host::LogLevel::Warn => Level::Warn,
-                    $host::LogLevel::Error => Level::Error,
-                };
-                self.write_log(level, &message);
-            }
-
-            fn setting(&mut self, key: String) -> Option<String> {
-                self.settings.get(&key).cloned()
-            }
-        }
-    )*};
-}
-
-use v0_1::host as host_v0_1;
-use v0_2::host as host_v0_2;
-host_interface!(host_v0_1, host_v0_2);
-
 /// The engine, the linker and the limits shared by every plugin.
 pub(crate) struct Sandbox {
     pub(crate) engine: Engine,
@@ -90,14 +61,17 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    pub(crate) fn new(limits: SandboxLimits) -> wasmtime::Result<Sandbox> {
+    /// `hosts` links the `host` interface of every version spoken (`bindings::add_hosts`).
+    pub(crate) fn new(
+        limits: SandboxLimits,
+        hosts: fn(&mut Linker<PluginState>) -> wasmtime::Result<()>,
+    ) -> wasmtime::Result<Sandbox> {
         let engine = Engine::new(&engine_config())?;
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
         super::wasi::add_to_linker(&mut linker)?;
-        host_v0_1::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        host_v0_2::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        hosts(&mut linker)?;
         Ok(Sandbox {
             engine,
             linker,
@@ -256,12 +230,20 @@ impl CallLimits {
 }
 
 /// Refuses a component whose imports the sandbox does not provide, naming them.
-pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+pub(crate) fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    plugin_imports: &[String],
+) -> Result<(), LoadError> {
+    let allowed = |name: &str| {
+        ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))
+            || plugin_imports.iter().any(|p| name.starts_with(p.as_str()))
+    };
     let refused: Vec<String> = component
         .component_type()
         .imports(engine)
         .map(|(name, _)| name.to_string())
-        .filter(|name| !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)))
+        .filter(|name| !allowed(name))
         .collect();
     if refused.is_empty() {
         Ok(())

@@ -1,23 +1,89 @@
-//! Typed host bindings, one module per interface version the host speaks (as Zed's
-//! extension host does), each converting at the edge so the rest of the engine sees only its
-//! own types: `v0_2` (`wit/plugin.wit`, the current version) and `v0_1` (`wit/v0.1/`, frozen).
-//! A component's version is told by its exports.
+//! The interface versions the host speaks, one module each (as Zed's extension host keeps
+//! `since_vX_Y_Z.rs`): a module owns its `bindgen!`, its `host` interface, its linking and the
+//! conversion of its types to the engine's, and implements the version-free call traits of
+//! `calls.rs`. `since_v0_2` is `wit/plugin.wit` (current), `since_v0_1` is `wit/v0.1/`
+//! (frozen). A component's version is told by its exports. Adding a version is one module and
+//! one line in [`VERSIONS`].
 
-pub(crate) mod v0_1;
-pub(crate) mod v0_2;
+use std::sync::Arc;
 
-/// The interface versions this host speaks, as `major.minor` (a patch release is compatible).
-pub(crate) const SPOKEN_VERSIONS: &[&str] = &["0.1", "0.2"];
+use wasmtime::component::{InstancePre, Linker};
 
-/// The export names that tell a component's world and version.
-pub(crate) const RESOLVER_EXPORTS: [&str; 2] = [
-    "cmdscope:plugin/resolver@0.2.0",
-    "cmdscope:plugin/resolver@0.1.0",
-];
-pub(crate) const TRANSLATOR_EXPORTS: [&str; 2] = [
-    "cmdscope:plugin/translator@0.2.0",
-    "cmdscope:plugin/translator@0.1.0",
-];
+use super::calls::{ResolverCalls, TranslatorCalls};
+use super::sandbox::{CallLimits, Sandbox};
+use super::store::PluginState;
+use super::{LoadError, World};
+
+pub(crate) mod since_v0_1;
+pub(crate) mod since_v0_2;
+
+/// Every version this host speaks, newest first.
+pub(crate) static VERSIONS: [&dyn Interface; 2] = [&since_v0_2::Since, &since_v0_1::Since];
+
+/// One interface version, as the host uses it.
+pub(crate) trait Interface: Sync {
+    /// `major.minor` (a patch release is compatible).
+    fn version(&self) -> &'static str;
+    /// The export that makes a component a resolver of this version.
+    fn resolver_export(&self) -> &'static str;
+    /// The export that makes a component a translator of this version.
+    fn translator_export(&self) -> &'static str;
+    /// Links this version's `host` interface.
+    fn add_host(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()>;
+    /// The calls of a resolver of this version, over instances of `pre`.
+    fn resolver(
+        &self,
+        sandbox: Arc<Sandbox>,
+        pre: InstancePre<PluginState>,
+        file: &str,
+        first: CallLimits,
+    ) -> Result<Box<dyn ResolverCalls>, LoadError>;
+    /// The calls of a translator of this version, over instances of `pre`.
+    fn translator(
+        &self,
+        sandbox: Arc<Sandbox>,
+        pre: InstancePre<PluginState>,
+        file: &str,
+        first: CallLimits,
+    ) -> Result<Box<dyn TranslatorCalls>, LoadError>;
+}
+
+/// The version plugins are built against today.
+pub(crate) fn latest() -> &'static dyn Interface {
+    VERSIONS[0]
+}
+
+/// Links every version's `host` interface.
+pub(crate) fn add_hosts(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    VERSIONS.iter().try_for_each(|v| v.add_host(linker))
+}
+
+/// The cmdscope interfaces a plugin may import: each version's `host` and `types`.
+pub(crate) fn plugin_imports() -> Vec<String> {
+    VERSIONS
+        .iter()
+        .flat_map(|v| ["host", "types"].map(|i| format!("cmdscope:plugin/{i}@{}.", v.version())))
+        .collect()
+}
+
+/// The world and version a component's exports say (a resolver export wins; newest first).
+pub(crate) fn detect(exports: &[String]) -> Option<(World, &'static dyn Interface)> {
+    let exported = |name: &str| exports.iter().any(|e| e == name);
+    VERSIONS
+        .iter()
+        .find(|v| exported(v.resolver_export()))
+        .map(|v| (World::Resolver, *v))
+        .or_else(|| {
+            VERSIONS
+                .iter()
+                .find(|v| exported(v.translator_export()))
+                .map(|v| (World::Translator, *v))
+        })
+}
+
+pub(crate) fn link_error(e: wasmtime::Error) -> LoadError {
+    LoadError::Link(super::root_cause(&e))
+}
 
 /// A component that imports or exports `cmdscope:plugin/...@X` for a version this host does
 /// not speak is refused with both versions named, before any other check blames its imports.
@@ -36,7 +102,10 @@ pub(crate) fn check_interface_versions(
         };
         let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
         let major_minor: Vec<&str> = version.splitn(3, '.').take(2).collect();
-        if !SPOKEN_VERSIONS.contains(&major_minor.join(".").as_str()) {
+        if !VERSIONS
+            .iter()
+            .any(|v| v.version() == major_minor.join("."))
+        {
             return Err(super::LoadError::InterfaceVersion {
                 interface: super::clip_display(name, 100),
                 found: super::clip_display(
@@ -47,9 +116,10 @@ pub(crate) fn check_interface_versions(
                     },
                     40,
                 ),
-                speaks: SPOKEN_VERSIONS
+                speaks: VERSIONS
                     .iter()
-                    .map(|v| format!("{v}.x"))
+                    .rev()
+                    .map(|v| format!("{}.x", v.version()))
                     .collect::<Vec<_>>()
                     .join(", "),
             });
@@ -97,3 +167,44 @@ macro_rules! context_conversion {
     };
 }
 pub(crate) use context_conversion;
+
+/// The `host` interface of one version, served from the store: a log line, a setting.
+macro_rules! host_interface {
+    ($host:path) => {
+        use $host as host;
+
+        impl host::Host for crate::plugin::store::PluginState {
+            fn log(&mut self, level: host::LogLevel, message: String) {
+                use crate::plugin::store::Level;
+                let level = match level {
+                    host::LogLevel::Debug => Level::Debug,
+                    host::LogLevel::Info => Level::Info,
+                    host::LogLevel::Warn => Level::Warn,
+                    host::LogLevel::Error => Level::Error,
+                };
+                self.write_log(level, &message);
+            }
+
+            fn setting(&mut self, key: String) -> Option<String> {
+                self.settings.get(&key).cloned()
+            }
+        }
+    };
+}
+pub(crate) use host_interface;
+
+/// `WorldBindings` (instantiable from an `InstancePre`) for one generated world.
+macro_rules! world_bindings {
+    ($bindings:path, $pre:path) => {
+        impl crate::plugin::instances::WorldBindings for $bindings {
+            type Pre = $pre;
+            fn instantiate(
+                pre: &Self::Pre,
+                store: &mut wasmtime::Store<crate::plugin::store::PluginState>,
+            ) -> wasmtime::Result<Self> {
+                pre.instantiate(store)
+            }
+        }
+    };
+}
+pub(crate) use world_bindings;
