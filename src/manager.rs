@@ -4,136 +4,26 @@
 //! and reports every outcome; it holds no logic of its own beyond that wiring.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use serde::Serialize;
 use tracing::Instrument;
 
+mod known;
+mod outcome;
+
+pub use self::outcome::{BatchReport, BatchSummary, ListOutcome, SetupReport, Status, UserOutcome};
 use crate::coalesce::{Coalescer, SharedTurns};
 use crate::config::{Config, MenuButton};
-use crate::deliver::{ApiError, BotApi, Delivery, DeliveryOptions, DeliveryStats, Lane};
+use crate::deliver::{BotApi, Delivery, DeliveryOptions, DeliveryStats, Lane};
 pub use crate::engine::{Engine, EngineBuilder, Resolution};
 use crate::menu::Menu;
 use crate::plan::{Plan, override_key};
 use crate::resolve::UserContext;
 use crate::scope::{ChatRef, ListKey, Scope};
-use crate::state::{KeyState, KnownUsers, MemoryStore, StateStore, StoreError, UserKey};
+use crate::state::{KeyState, MemoryStore, StateStore, UserKey};
 use crate::sync::{Op, diff};
-
-/// What happened to one list.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Status {
-    /// Telegram already had it: no call made.
-    Unchanged,
-    /// `setMyCommands` succeeded.
-    Set,
-    /// `deleteMyCommands` succeeded.
-    Deleted,
-    /// A newer update for the same list arrived while this one waited; that one carries the
-    /// latest menu and reports the call.
-    Superseded,
-    /// The call failed for good (after the retries the policy allows); the Bot API's reason.
-    Failed(ApiError),
-    /// The state store failed, so nothing was sent (sending without recording could lose
-    /// track of what Telegram holds).
-    StoreFailed(StoreError),
-}
-
-impl Status {
-    pub fn is_failed(&self) -> bool {
-        matches!(self, Status::Failed(_) | Status::StoreFailed(_))
-    }
-
-    /// A short name for metrics and reports.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Status::Unchanged => "unchanged",
-            Status::Set => "set",
-            Status::Deleted => "deleted",
-            Status::Superseded => "superseded",
-            Status::Failed(_) => "failed",
-            Status::StoreFailed(_) => "store_failed",
-        }
-    }
-
-    /// Whether a Bot API call changed the list.
-    pub fn is_applied(&self) -> bool {
-        matches!(self, Status::Set | Status::Deleted)
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Status::Unchanged => f.write_str("unchanged"),
-            Status::Set => f.write_str("set"),
-            Status::Deleted => f.write_str("deleted"),
-            Status::Superseded => f.write_str("superseded by a newer update"),
-            Status::Failed(e) => write!(f, "FAILED: {e}"),
-            Status::StoreFailed(e) => write!(f, "FAILED: {e}"),
-        }
-    }
-}
-
-/// The outcome of `update_user`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserOutcome {
-    pub user_id: i64,
-    pub resolution: Resolution,
-    /// The user's own list key (private chat or group membership).
-    pub key: ListKey,
-    /// The menu the user should now see.
-    pub menu: Menu,
-    /// Whether the user needs an override of their own (their menu differs from the inherited one).
-    pub has_override: bool,
-    pub status: Status,
-}
-
-/// The outcome of one list of `setup_all` or `clear_user`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListOutcome {
-    pub key: ListKey,
-    pub status: Status,
-}
-
-/// The outcome of `setup_all`: every list and the menu button, applied or failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SetupReport {
-    pub lists: Vec<ListOutcome>,
-    pub menu_button: Status,
-}
-
-impl SetupReport {
-    pub fn failures(&self) -> impl Iterator<Item = &ListOutcome> {
-        self.lists.iter().filter(|l| l.status.is_failed())
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.failures().next().is_none() && !self.menu_button.is_failed()
-    }
-}
-
-/// Counts of one batch, as `cmdscope sync-users` prints them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct BatchSummary {
-    pub users: usize,
-    /// Bot API requests made while the batch ran, by method (retries included).
-    pub calls: std::collections::BTreeMap<&'static str, u64>,
-    pub unchanged: usize,
-    pub applied: usize,
-    /// Overtaken by a later update for the same list in the same batch.
-    pub superseded: usize,
-    pub failed: usize,
-}
-
-/// The outcome of `update_users`: one outcome per user, in input order, and the counts.
-#[derive(Debug, Clone)]
-pub struct BatchReport {
-    pub outcomes: Vec<UserOutcome>,
-    pub summary: BatchSummary,
-}
 
 impl EngineBuilder {
     /// The engine with a Bot API to deliver through (defined here: the engine knows nothing
@@ -629,119 +519,6 @@ impl CommandManager {
         out
     }
 
-    /// The store's known users, when this manager remembers them.
-    pub fn known_users(&self) -> Option<&dyn KnownUsers> {
-        if self.known.remember {
-            self.store.known_users()
-        } else {
-            None
-        }
-    }
-
-    /// Records the context a live update used: at `generation` when Telegram holds its menu,
-    /// at 0 (behind every generation, so the reconciler retries it) when the update failed.
-    /// A store that cannot take it gets it later ([`CommandManager::save_unsaved`]).
-    async fn remember(&self, ctx: &UserContext, generation: u64, status: &Status) {
-        let Some(known) = self.known_users() else {
-            return;
-        };
-        let generation = match status {
-            Status::Unchanged | Status::Set | Status::Deleted => generation,
-            Status::Failed(_) | Status::StoreFailed(_) => 0,
-            // A newer update remembers.
-            Status::Superseded => return,
-        };
-        if generation != self.engine.load().generation() {
-            // Resolved under rules that were replaced meanwhile (or failed): walk it again.
-            self.left_behind.notify_one();
-        }
-        match self.record_known(known, ctx, generation).await {
-            Ok(()) => self.unsaved.settled(UserKey::of(ctx)),
-            Err(e) => {
-                if self.unsaved.is_empty() {
-                    tracing::warn!(
-                        user_id = ctx.user_id,
-                        "cannot remember the user, kept until the store answers again: {e}"
-                    );
-                }
-                self.unsaved.keep(ctx, generation);
-            }
-        }
-    }
-
-    /// Writes one known user, counting new ones against the policy's maximum.
-    async fn record_known(
-        &self,
-        known: &dyn KnownUsers,
-        ctx: &UserContext,
-        generation: u64,
-    ) -> Result<(), StoreError> {
-        if !self.known_counted.load(Ordering::Relaxed) {
-            let count = known.count().await?;
-            if !self.known_counted.swap(true, Ordering::Relaxed) {
-                self.known_count.fetch_add(count, Ordering::Relaxed);
-            }
-        }
-        if known.remember(ctx, generation).await? {
-            let count = self.known_count.fetch_add(1, Ordering::Relaxed) + 1;
-            if count > self.known.max {
-                self.known_count.fetch_sub(1, Ordering::Relaxed);
-                let _ = known.forget(UserKey::of(ctx)).await;
-                tracing::warn!(
-                    max = self.known.max,
-                    "known users at their maximum: user {} is updated but not remembered",
-                    ctx.user_id
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the users the store could not take while it was away, each in its list's turn
-    /// (so a live update for the same user, which remembers a newer context, is never
-    /// overwritten). Stops at the first failure: the store is still away. Answers how many
-    /// were written and how many still wait.
-    pub async fn save_unsaved(&self) -> (u64, usize) {
-        let Some(known) = self.known_users() else {
-            return (0, 0);
-        };
-        let mut saved = 0;
-        'pages: while !self.unsaved.is_empty() {
-            let page = self.unsaved.oldest(256);
-            for (key, ctx) in page {
-                let _turn = self.turns.turn(&override_key(&ctx.viewer())).await;
-                let Some(generation) = self.unsaved.take_if(key, &ctx) else {
-                    continue;
-                };
-                if let Err(e) = self.record_known(known, &ctx, generation).await {
-                    self.unsaved.keep_if_absent(&ctx, generation);
-                    tracing::debug!("the store is still away ({e}); known users keep waiting");
-                    break 'pages;
-                }
-                saved += 1;
-            }
-        }
-        if saved > 0 {
-            tracing::info!(
-                saved,
-                waiting = self.unsaved.len(),
-                dropped = self.unsaved.dropped(),
-                "known users kept during a store outage are written"
-            );
-        }
-        (saved, self.unsaved.len())
-    }
-
-    /// Known users waiting for the store to answer again.
-    pub fn unsaved_users(&self) -> usize {
-        self.unsaved.len()
-    }
-
-    /// Resolves once a live update recorded a user behind the rules serving now.
-    pub async fn user_left_behind(&self) {
-        self.left_behind.notified().await
-    }
-
     /// Brings one key to its desired content: nothing when the store knows Telegram has it;
     /// else, in the key's turn (this process's, then the workers' shared one), the intent is
     /// recorded, the call made and the result recorded.
@@ -793,25 +570,6 @@ impl CommandManager {
             s.leave(t).await;
         }
         status
-    }
-
-    /// Whether the context a reconciliation resolved from is no longer the user's last: a
-    /// live update remembered a newer one (or the user was forgotten) since its page was read.
-    async fn stale(&self, ctx: &UserContext) -> bool {
-        let Some(known) = self.known_users() else {
-            return false;
-        };
-        match known.get(UserKey::of(ctx)).await {
-            Ok(Some(user)) => user.context != *ctx,
-            Ok(None) => true,
-            Err(e) => {
-                tracing::warn!(
-                    user_id = ctx.user_id,
-                    "cannot read the known user, leaving it for later: {e}"
-                );
-                true
-            }
-        }
     }
 
     async fn bring_in_turn<F, Fut>(
@@ -942,27 +700,4 @@ enum Whose<'a> {
 enum Force {
     No,
     DeleteUnknown,
-}
-
-impl BatchSummary {
-    /// Adds one user's outcome to the counts.
-    pub fn count(&mut self, outcome: &UserOutcome) {
-        self.users += 1;
-        match &outcome.status {
-            Status::Unchanged => self.unchanged += 1,
-            Status::Set | Status::Deleted => self.applied += 1,
-            Status::Superseded => self.superseded += 1,
-            Status::Failed(_) | Status::StoreFailed(_) => self.failed += 1,
-        }
-    }
-
-    /// Sets `calls` to the requests made between two snapshots of the delivery's counters.
-    pub fn count_calls(&mut self, before: &DeliveryStats, after: &DeliveryStats) {
-        self.calls = after
-            .calls
-            .iter()
-            .map(|(m, n)| (*m, n - before.calls.get(m).copied().unwrap_or(0)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
-    }
 }

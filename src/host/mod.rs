@@ -39,7 +39,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::deliver::{ApiError, BotApi, DeliveryOptions};
+use crate::deliver::{BotApi, DeliveryOptions};
 use crate::engine::{Engine, Resolution};
 use crate::manager::{
     CommandManager, KnownUserPolicy, ListOutcome, SetupReport, Status, UserOutcome,
@@ -489,7 +489,7 @@ impl Host {
             key: crate::plan::override_key(&ctx.viewer()),
             menu: Menu::from([]),
             has_override: false,
-            status: Status::Failed(ApiError::Transport(why.into())),
+            status: Status::NotSent(why.into()),
         }
     }
 }

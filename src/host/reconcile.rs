@@ -358,7 +358,7 @@ async fn once(
                         report.deferred += 1;
                         continue;
                     }
-                    Status::Failed(_) | Status::StoreFailed(_) => {
+                    Status::Failed(_) | Status::StoreFailed(_) | Status::NotSent(_) => {
                         report.failed += 1;
                         continue;
                     }

@@ -31,7 +31,7 @@ impl Breaker {
     }
 
     /// `Err(time left)` while quarantined; after the cooldown, lets calls through as probes.
-    pub(crate) fn admit(&self) -> Result<(), Duration> {
+    pub(crate) fn may_call(&self) -> Result<(), Duration> {
         let mut state = self.lock();
         match state.open_until {
             Some(until) => {
@@ -75,28 +75,28 @@ mod tests {
     fn opens_after_threshold_and_probes_after_cooldown() {
         let b = Breaker::new(3, Duration::from_millis(30));
         for _ in 0..2 {
-            assert!(b.admit().is_ok());
+            assert!(b.may_call().is_ok());
             b.record(false);
         }
         assert!(!b.is_open());
         b.record(true); // a success resets the count
         for _ in 0..3 {
-            b.admit().unwrap();
+            b.may_call().unwrap();
             b.record(false);
         }
         assert!(b.is_open());
-        assert!(b.admit().is_err());
+        assert!(b.may_call().is_err());
         std::thread::sleep(Duration::from_millis(40));
         // Probe fails: open again at once.
-        b.admit().unwrap();
+        b.may_call().unwrap();
         b.record(false);
-        assert!(b.admit().is_err());
+        assert!(b.may_call().is_err());
         std::thread::sleep(Duration::from_millis(40));
         // Probe succeeds: closed.
-        b.admit().unwrap();
+        b.may_call().unwrap();
         b.record(true);
         assert!(!b.is_open());
         b.record(false);
-        assert!(b.admit().is_ok());
+        assert!(b.may_call().is_ok());
     }
 }

@@ -84,7 +84,7 @@ impl CallLog {
     }
 
     /// Whether a line of `len` bytes may be written now; a line that may not is counted.
-    pub(crate) fn admit(&mut self, gate: &LogGate, len: usize) -> bool {
+    pub(crate) fn may_write(&mut self, gate: &LogGate, len: usize) -> bool {
         let len = len.min(MAX_LOG_LINE) + LOG_LINE_OVERHEAD;
         if self.lines_left == 0 || self.bytes_left < len || gate.per_second.check().is_err() {
             gate.drop_line(len);

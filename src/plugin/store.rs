@@ -72,7 +72,7 @@ impl StoreLog {
             .call
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .admit(&self.gate, line.len());
+            .may_write(&self.gate, line.len());
         if !admitted {
             return;
         }

@@ -36,8 +36,8 @@ impl WasmResolver {
 const BATCH: usize = 128;
 
 impl WasmResolver {
-    fn admit(&self) -> Result<(), ResolveError> {
-        self.breaker.admit().map_err(|left| {
+    fn not_quarantined(&self) -> Result<(), ResolveError> {
+        self.breaker.may_call().map_err(|left| {
             self.calls_series.with(|c| c.record("quarantined"));
             ResolveError::Failed(format!(
                 "plugin is quarantined after repeated failures ({} s left)",
@@ -91,7 +91,7 @@ impl Resolver for WasmResolver {
     }
 
     fn resolve(&self, ctx: &UserContext) -> Result<String, ResolveError> {
-        self.admit()?;
+        self.not_quarantined()?;
         let _span =
             tracing::trace_span!("plugin_call", plugin = %self.info.name, function = "resolve")
                 .entered();
@@ -106,7 +106,7 @@ impl Resolver for WasmResolver {
     fn resolve_batch(&self, ctxs: &[&UserContext]) -> Vec<Result<String, ResolveError>> {
         let mut out = Vec::with_capacity(ctxs.len());
         for page in ctxs.chunks(BATCH) {
-            if let Err(e) = self.admit() {
+            if let Err(e) = self.not_quarantined() {
                 out.extend(page.iter().map(|_| Err(e.clone())));
                 continue;
             }
@@ -164,7 +164,7 @@ impl WasmTranslator {
     fn guarded<R>(&self, what: &str, call: impl FnOnce() -> Result<R, CallFailure>) -> Option<R> {
         let _span = tracing::trace_span!("plugin_call", plugin = %self.info.name, function = what)
             .entered();
-        if self.breaker.admit().is_err() {
+        if self.breaker.may_call().is_err() {
             self.calls_series.with(|c| c.record("quarantined"));
             return None;
         }

@@ -229,8 +229,6 @@ pub(crate) fn engine_for(config: Config, plugins: Option<&Path>) -> anyhow::Resu
     Ok(engine)
 }
 
-/// The plugin host the CLI uses: compiles run in a child process (this binary as a compile
-/// worker), so a component that takes too long is killed, not left compiling.
 /// Where compiled plugins are kept between runs, shared by every command that loads plugins.
 #[derive(clap::Args)]
 pub(crate) struct CompiledCacheArgs {
@@ -253,6 +251,8 @@ impl CompiledCacheArgs {
     }
 }
 
+/// The plugin host the CLI uses: compiles run in a child process (this binary as a compile
+/// worker), so a component that takes too long is killed, not left compiling.
 pub(crate) fn plugin_host(limits: &cmdscope::config::SandboxLimits) -> anyhow::Result<PluginHost> {
     let host = PluginHost::new(limits.clone())?;
     Ok(match cmdscope::plugin::Compiler::this_program() {
