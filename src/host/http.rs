@@ -26,15 +26,20 @@ use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod answer;
 mod query;
 mod status_page;
 
+use self::answer::{
+    ApiError, ClearAnswer, Each, Health, ListAnswer, PreviewAnswer, Results, SuggestAnswer,
+    UserAnswer,
+};
 use self::query::ContextQuery;
 use super::{Host, HostEvent};
-use crate::manager::{ListOutcome, UserOutcome};
 use crate::resolve::{ContextError, UserContext};
 
 /// How the HTTP surfaces behave.
@@ -190,18 +195,19 @@ async fn authorize(
 }
 
 fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
-    let mut body = json!({ "error": message });
-    if let Some(field) = field {
-        body["field"] = json!(field);
+    let refusal = ApiError::new(status, message);
+    match field {
+        Some(field) => refusal.about(field),
+        None => refusal,
     }
-    (status, Json(body)).into_response()
+    .into_response()
 }
 
 /// A request body of one context or a list of them: each parsed on its own, so one bad
 /// context does not stop the rest. `Err`: the body as a whole is unusable.
-fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, ContextError>>), Refusal> {
+fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, ContextError>>), ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Refusal(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the body is not JSON: {e}"),
         )
@@ -209,7 +215,7 @@ fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, ContextError>>
     match value {
         Value::Array(items) => {
             if items.len() > MAX_BATCH {
-                return Err(Refusal(
+                return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
                         "{} contexts; send at most {MAX_BATCH} per request",
@@ -223,70 +229,28 @@ fn contexts(body: &[u8]) -> Result<(bool, Vec<Result<UserContext, ContextError>>
             ))
         }
         Value::Object(_) => Ok((false, vec![UserContext::from_json(value)])),
-        _ => Err(Refusal(
+        _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "send one context object or a list of them".into(),
+            "send one context object or a list of them",
         )),
     }
 }
 
-/// A request refused as a whole.
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        error(self.0, &self.1, None)
+/// One answer per context, in order; a context that did not parse answers its error. A
+/// single context that failed is a 422.
+fn answer<T: Serialize>(list: bool, mut results: Vec<Each<T>>, failed: bool) -> Response {
+    if list {
+        return Json(Results { results }).into_response();
     }
-}
-
-fn outcome_json(o: &UserOutcome) -> Value {
-    let mut v = json!({
-        "user_id": o.user_id,
-        "profile": o.resolution.profile,
-        "source": o.resolution.source,
-        "status": o.status.label(),
-        "key": o.key.to_string(),
-        "override": o.has_override,
-        "menu": &o.menu[..],
-    });
-    if let Some(e) = &o.resolution.error {
-        v["resolver_error"] = json!(e.to_string());
-    }
-    if o.status.is_failed() {
-        v["error"] = json!(o.status.to_string());
-    }
-    v
-}
-
-fn list_json(l: &ListOutcome) -> Value {
-    let mut v = json!({"key": l.key.to_string(), "status": l.status.label()});
-    if l.status.is_failed() {
-        v["error"] = json!(l.status.to_string());
-    }
-    v
-}
-
-/// One answer per context, in order; a context that did not parse answers its error.
-fn answer(list: bool, results: Vec<Value>, failed: bool) -> Response {
-    let status = if failed && !list {
+    let status = if failed {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
     };
-    let body = if list {
-        json!({ "results": results })
-    } else {
-        results.into_iter().next().unwrap_or(Value::Null)
-    };
-    (status, Json(body)).into_response()
-}
-
-fn parse_error(index: usize, list: bool, why: &ContextError) -> Value {
-    let mut v = json!({ "error": why.message, "field": why.field });
-    if list {
-        v["index"] = json!(index);
+    match results.pop() {
+        Some(one) => (status, Json(one)).into_response(),
+        None => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no outcome").into_response(),
     }
-    v
 }
 
 async fn update_users(State(app): State<App>, body: axum::body::Bytes) -> Response {
@@ -299,31 +263,29 @@ async fn update_users(State(app): State<App>, body: axum::body::Bytes) -> Respon
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
     let work = app.host.update_users(good, 16);
-    let Ok(mut outcomes) = tokio::time::timeout(app.timeout, work)
-        .await
-        .map(Vec::into_iter)
-    else {
-        return error(
+    let Ok(outcomes) = tokio::time::timeout(app.timeout, work).await else {
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timed out; the updates go on",
-            None,
-        );
+        )
+        .into_response();
     };
+    let mut outcomes = outcomes.iter();
     let mut failed = false;
-    let results = parsed
+    let results: Vec<Each<UserAnswer>> = parsed
         .iter()
         .enumerate()
         .map(|(i, p)| match p {
             Ok(_) => match outcomes.next() {
                 Some(o) => {
                     failed |= o.status.is_failed();
-                    outcome_json(&o)
+                    Each::Done(UserAnswer::from(o))
                 }
-                None => json!({"error": "no outcome"}),
+                None => Each::refused(&ContextError::new("", "no outcome"), list.then_some(i)),
             },
             Err(why) => {
                 failed = true;
-                parse_error(i, list, why)
+                Each::refused(why, list.then_some(i))
             }
         })
         .collect();
@@ -342,72 +304,65 @@ async fn clear_users(State(app): State<App>, body: axum::body::Bytes) -> Respons
             Ok(ctx) => {
                 let work = app.host.clear_user(ctx);
                 let Ok(lists) = tokio::time::timeout(app.timeout, work).await else {
-                    return error(StatusCode::SERVICE_UNAVAILABLE, "timed out", None);
+                    return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timed out")
+                        .into_response();
                 };
                 failed |= lists.iter().any(|l| l.status.is_failed());
-                results.push(json!({
-                    "user_id": ctx.user_id,
-                    "lists": lists.iter().map(list_json).collect::<Vec<_>>(),
+                results.push(Each::Done(ClearAnswer {
+                    user_id: ctx.user_id,
+                    lists: lists.iter().map(ListAnswer::from).collect(),
                 }));
             }
             Err(why) => {
                 failed = true;
-                results.push(parse_error(i, list, why));
+                results.push(Each::refused(why, list.then_some(i)));
             }
         }
     }
     answer(list, results, failed)
 }
 
-fn bad_query(why: ContextError) -> Response {
-    let field = (!why.field.is_empty()).then_some(why.field.as_str());
-    error(StatusCode::BAD_REQUEST, &why.message, field)
-}
-
 async fn preview(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
     let ctx = match ContextQuery::parse(raw.as_deref()).and_then(|q| q.context()) {
         Ok(ctx) => ctx,
-        Err(why) => return bad_query(why),
+        Err(why) => return ApiError::query(why).into_response(),
     };
     let (resolution, menu) = app.host.preview(&ctx).await;
-    let mut body = json!({
-        "user_id": ctx.user_id,
-        "profile": resolution.profile,
-        "source": resolution.source,
-        "menu": &menu[..],
-    });
-    if let Some(e) = &resolution.error {
-        body["resolver_error"] = json!(e.to_string());
-    }
-    Json(body).into_response()
+    Json(PreviewAnswer {
+        user_id: ctx.user_id,
+        profile: &resolution.profile,
+        source: &resolution.source,
+        menu: &menu,
+        resolver_error: resolution.error.as_ref().map(|e| e.to_string()),
+    })
+    .into_response()
 }
 
 /// `GET /v1/suggest?user_id=..&text=/ordres`: the command of the user's own menu they meant.
 async fn suggest(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
     let query = match ContextQuery::parse(raw.as_deref()) {
         Ok(q) => q,
-        Err(why) => return bad_query(why),
+        Err(why) => return ApiError::query(why).into_response(),
     };
     let Some(text) = query.text.clone() else {
-        return error(
+        return ApiError::new(
             StatusCode::BAD_REQUEST,
             "text is required: what the user sent, e.g. /ordres",
-            Some("text"),
-        );
+        )
+        .about("text")
+        .into_response();
     };
     let ctx = match query.context() {
         Ok(ctx) => ctx,
-        Err(why) => return bad_query(why),
+        Err(why) => return ApiError::query(why).into_response(),
     };
-    match app.host.suggest(&ctx, &text).await {
-        Some(found) => Json(json!({
-            "command": found.command,
-            "description": found.description,
-            "exact": found.exact,
-        }))
-        .into_response(),
-        None => Json(json!({ "command": null })).into_response(),
-    }
+    let found = app.host.suggest(&ctx, &text).await;
+    Json(SuggestAnswer {
+        command: found.as_ref().map(|f| f.command.as_str()),
+        description: found.as_ref().map(|f| f.description.as_str()),
+        exact: found.as_ref().map(|f| f.exact),
+    })
+    .into_response()
 }
 
 async fn events(
@@ -452,13 +407,17 @@ async fn events(
 
 async fn healthz(State(app): State<App>) -> Response {
     if app.host.is_ready() {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+        Json(Health {
+            ready: true,
+            why: None,
+        })
+        .into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "why": "the configured lists are not applied yet"})),
-        )
-            .into_response()
+        let health = Health {
+            ready: false,
+            why: Some("the configured lists are not applied yet"),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(health)).into_response()
     }
 }
 
