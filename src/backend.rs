@@ -24,6 +24,9 @@ pub struct Opened {
 pub struct Shared {
     pub gate: Arc<dyn RateGate>,
     pub turns: Arc<dyn SharedTurns>,
+    /// Orders this worker's writes by the fleet release it serves.
+    #[cfg(feature = "redis")]
+    pub redis: crate::redis::RedisShared,
 }
 
 /// Opens `backend`. A Redis backend without a key prefix takes `default_prefix` (the CLI's is
@@ -59,7 +62,8 @@ pub fn open(
                         delivery.pace,
                         delivery.burst,
                     )),
-                    turns: Arc::new(crate::redis::RedisTurns::new(shared)),
+                    turns: Arc::new(crate::redis::RedisTurns::new(shared.clone())),
+                    redis: shared,
                 }),
             }
         }
@@ -72,6 +76,18 @@ pub fn open(
 }
 
 impl Opened {
+    /// This worker serves fleet release `number` from now on: a list a newer release wrote is
+    /// never overwritten by this worker's older rules (a store one process owns needs no
+    /// ordering).
+    pub fn serve_release(&self, number: u64) {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            shared.redis.serve_release(number);
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = number;
+    }
+
     /// A manager following `engine` (a slot the caller may swap) that delivers through `api`
     /// at the shared pace when there is one, and keeps its state in this store.
     pub fn manager(

@@ -616,6 +616,8 @@ impl CommandManager {
         }
         let intent = op.intent();
         let ticket = match self.store.begin(key, intent).await {
+            // A worker on a newer release wrote this list: its menu stands.
+            Ok(crate::state::OVERTAKEN) => return Status::Superseded,
             Ok(ticket) => ticket,
             Err(e) => return Status::StoreFailed(e),
         };

@@ -149,6 +149,64 @@ fn run_workers(
 }
 
 #[tokio::test]
+async fn a_worker_on_an_older_release_never_writes_over_a_newer_ones_list() {
+    let Some(redis) = redis() else { return };
+    let prefix = prefix("releases-order");
+    let (new, old) = (
+        RedisShared::connect(&redis.url, &prefix).unwrap(),
+        RedisShared::connect(&redis.url, &prefix).unwrap(),
+    );
+    new.serve_release(2);
+    old.serve_release(1);
+    let (new_store, old_store) = (RedisStore::new(new), RedisStore::new(old.clone()));
+    let key = ListKey::new(
+        Scope::Chat {
+            chat_id: cmdscope::scope::ChatRef::Id(7),
+        },
+        None,
+    );
+    let t = new_store
+        .begin(&key, Intent::Set(Fingerprint(2)))
+        .await
+        .unwrap();
+    new_store
+        .confirm(&key, Intent::Set(Fingerprint(2)), t)
+        .await
+        .unwrap();
+    // The worker still on release 1 is refused: nothing would be sent.
+    let refused = old_store
+        .begin(&key, Intent::Set(Fingerprint(1)))
+        .await
+        .unwrap();
+    assert_eq!(refused, cmdscope::state::OVERTAKEN);
+    assert!(
+        old_store
+            .load(&key)
+            .await
+            .unwrap()
+            .holds(Some(Fingerprint(2)))
+    );
+    // Once it serves release 2 (or a later one) it writes as before.
+    old.serve_release(2);
+    let t = old_store
+        .begin(&key, Intent::Set(Fingerprint(3)))
+        .await
+        .unwrap();
+    assert_ne!(t, cmdscope::state::OVERTAKEN);
+    old_store
+        .confirm(&key, Intent::Set(Fingerprint(3)), t)
+        .await
+        .unwrap();
+    assert!(
+        old_store
+            .load(&key)
+            .await
+            .unwrap()
+            .holds(Some(Fingerprint(3)))
+    );
+}
+
+#[tokio::test]
 async fn the_redis_store_keeps_the_contract_and_refuses_overtaken_confirmations() {
     let Some(redis) = redis() else { return };
     let url = redis.url.clone();

@@ -246,6 +246,9 @@ impl HostBuilder {
         #[cfg(not(feature = "redis"))]
         let follows = false;
         let inputs = config_watch::inputs(&config_path, &config);
+        if let Some(release) = &following.serving {
+            backend.serve_release(release.number);
+        }
         let inner = Arc::new(Inner {
             worker_id: worker_id(),
             following: Mutex::new(following),

@@ -147,6 +147,7 @@ pub(super) async fn run(
             Ok(ready) => {
                 let plugins = ready.release.plugins.clone();
                 inner.serve_engine(Arc::new(ready.loaded.engine));
+                inner.backend.serve_release(current);
                 {
                     let mut state = inner.following.lock().unwrap_or_else(|p| p.into_inner());
                     state.serving = Some(ready.release);

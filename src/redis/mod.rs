@@ -24,6 +24,9 @@ pub use self::turns::RedisTurns;
 #[derive(Clone)]
 pub struct RedisShared {
     pub(crate) conn: ConnectionManager,
+    /// The fleet release this worker serves (0: none, writes unordered): a list written under
+    /// a newer release is never overwritten under an older one (see `RedisStore::begin`).
+    pub(crate) release: std::sync::Arc<std::sync::atomic::AtomicU64>,
     prefix: String,
     url_for_reports: String,
 }
@@ -44,6 +47,7 @@ impl RedisShared {
             conn,
             prefix: prefix.to_string(),
             url_for_reports: redact(url),
+            release: Default::default(),
         })
     }
 
@@ -54,6 +58,12 @@ impl RedisShared {
             k.push_str(p);
         }
         k
+    }
+
+    /// This worker serves fleet release `number` from now on: its writes are ordered by it.
+    pub fn serve_release(&self, number: u64) {
+        self.release
+            .store(number, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn describe(&self) -> String {

@@ -34,6 +34,12 @@ pub struct RedisStore {
 
 /// Records the intent and bumps the version; returns the new version.
 const BEGIN: &str = r#"
+local release = tonumber(ARGV[3])
+if release > 0 then
+  local written = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
+  if written > release then return -1 end
+  redis.call('HSET', KEYS[1], 'r', release)
+end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'p', ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
@@ -259,18 +265,28 @@ impl StateStore for RedisStore {
     fn begin<'a>(&'a self, key: &'a ListKey, intent: Intent) -> StoreFuture<'a, Ticket> {
         Box::pin(async move {
             let mut conn = self.shared.conn.clone();
-            let result: Result<u64, _> = self
+            let release = self
+                .shared
+                .release
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let result: Result<i64, _> = self
                 .begin
                 .key(self.hash_key(key))
                 .key(self.index_key())
                 .arg(encode_intent(intent))
                 .arg(key.storage_key())
+                .arg(release)
                 .invoke_async(&mut conn)
                 .await;
-            Ok(result.unwrap_or_else(|e| {
-                self.mark_dirty(key, &e);
-                0
-            }))
+            Ok(match result {
+                // Written under a newer release: this worker has not switched yet.
+                Ok(v) if v < 0 => crate::state::OVERTAKEN,
+                Ok(v) => v as u64,
+                Err(e) => {
+                    self.mark_dirty(key, &e);
+                    0
+                }
+            })
         })
     }
 

@@ -101,6 +101,10 @@ impl StoreError {
 /// What `begin` hands to `confirm`: the key's version after the intent was recorded.
 pub type Ticket = u64;
 
+/// What `begin` answers when a worker serving a newer release wrote this list: nothing is
+/// sent, so a worker that has not switched yet never puts an older menu over a newer one.
+pub const OVERTAKEN: Ticket = u64::MAX;
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Where applied state lives. Implementations must make `begin` durable before returning
