@@ -4,8 +4,8 @@
 //! whether the store says a list is set there), the list Telegram shows them from, whether it
 //! holds this menu, and for a known user the rules and day of their last update.
 //!
-//! Pure: [`explain`] assembles what the host read (the resolution, the store's states of the
-//! candidate lists, the known user). `Host::explain` and `GET /v1/explain` do the reading.
+//! [`explain`] assembles what was read (pure); [`read`] reads it from an engine and a store,
+//! for `Host::explain` (`GET /v1/explain`) and `cmdscope explain` alike.
 
 use serde::Serialize;
 
@@ -86,6 +86,35 @@ pub struct Facts<'a> {
     pub generation: Generation,
 }
 
+/// Reads what explaining `ctx` takes: the engine's resolution (a plugin call, off the async
+/// threads) and menu, the store's state of every candidate list, the known user.
+pub async fn read(
+    engine: &crate::engine::Engine,
+    store: &dyn crate::state::StateStore,
+    plugin: impl FnOnce(&str) -> Option<PluginRef>,
+    ctx: &crate::resolve::UserContext,
+) -> Result<Explanation, crate::state::StoreError> {
+    let resolution = engine.resolve_async(ctx).await;
+    let menu = engine.menu_of(&resolution.profile, ctx);
+    let viewer = ctx.viewer();
+    let candidates = viewer.candidates();
+    let keys: Vec<&ListKey> = candidates.iter().collect();
+    let states = store.load_many(&keys).await?;
+    let known = match store.known_users() {
+        Some(known) => known.get(crate::state::UserKey::of(ctx)).await?,
+        None => None,
+    };
+    Ok(explain(Facts {
+        viewer: &viewer,
+        resolution: &resolution,
+        plugin: plugin(&resolution.source),
+        menu: &menu,
+        states: &states,
+        known: known.as_ref(),
+        generation: engine.generation(),
+    }))
+}
+
 /// Assembles the explanation (see the module's docs).
 pub fn explain(facts: Facts<'_>) -> Explanation {
     let candidates: Vec<ListKey> = facts.viewer.candidates();
@@ -112,9 +141,11 @@ pub fn explain(facts: Facts<'_>) -> Explanation {
         decided_by: Decision {
             resolver: facts.resolution.source.to_string(),
             plugin: facts.plugin,
-            fallback: facts.resolution.error.as_ref().map(|e| {
-                format!("{e}; the config's default_profile was used")
-            }),
+            fallback: facts
+                .resolution
+                .error
+                .as_ref()
+                .map(|e| format!("{e}; the config's default_profile was used")),
         },
         menu: facts.menu.to_vec(),
         chain,

@@ -11,6 +11,7 @@ pub mod deliver;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod engine;
+pub mod explain;
 pub mod host;
 pub mod limits;
 pub mod manager;

@@ -6,6 +6,8 @@
 //! | `POST /v1/users` | key | one context or a list: each resolved and brought to Telegram |
 //! | `POST /v1/users/clear` | key | one context or a list: their own lists removed |
 //! | `GET /v1/preview?user_id=..` | | what that user would see; no Bot API call |
+//! | `GET /v1/suggest?user_id=..&text=..` | | the command of the user's menu they meant |
+//! | `GET /v1/explain?user_id=..` | | why the user sees their menu |
 //! | `GET /v1/events` | | server-sent events: reloads, rejections, reconciliations |
 //! | `GET /healthz` | | 200 once the configured lists are applied, else 503 |
 //! | `GET /metrics` | | Prometheus text (feature `prometheus`) |
@@ -96,6 +98,7 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
         .merge(writes)
         .route("/v1/preview", get(preview))
         .route("/v1/suggest", get(suggest))
+        .route("/v1/explain", get(explain))
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
@@ -363,6 +366,18 @@ async fn suggest(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
         exact: found.as_ref().map(|f| f.exact),
     })
     .into_response()
+}
+
+/// `GET /v1/explain?user_id=..`: why the user sees their menu (see `crate::explain`).
+async fn explain(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
+    let ctx = match ContextQuery::parse(raw.as_deref()).and_then(|q| q.context()) {
+        Ok(ctx) => ctx,
+        Err(why) => return ApiError::query(why).into_response(),
+    };
+    match app.host.explain(&ctx).await {
+        Ok(explanation) => Json(explanation).into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }
 
 async fn events(

@@ -307,6 +307,42 @@ impl Host {
         (resolution, menu)
     }
 
+    /// Why this user sees the menu they see (see [`crate::explain`]): the profile and the
+    /// plugin version (or fallback) that decided it, the menu, Telegram's precedence chain
+    /// for them with what the store says is set at each step, and the user as the store
+    /// remembers them. No Bot API call; a resolver plugin is called (off the async threads).
+    pub async fn explain(
+        &self,
+        ctx: &UserContext,
+    ) -> Result<crate::explain::Explanation, crate::state::StoreError> {
+        let engine = self.inner.engine.load_full();
+        let store = self.inner.backend.store.as_ref();
+        crate::explain::read(&engine, store, |name| self.plugin_serving(name), ctx).await
+    }
+
+    /// The plugin serving under `name` (from the folder, or the release), if it is one.
+    fn plugin_serving(&self, name: &str) -> Option<crate::explain::PluginRef> {
+        if let Some(live) = self.plugins()
+            && let Some((_, plugin)) = live.current().into_iter().find(|(n, _)| n == name)
+        {
+            let info = plugin.info();
+            return Some(crate::explain::PluginRef {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                sha256: info.sha256.clone(),
+            });
+        }
+        self.release()?
+            .plugins
+            .into_iter()
+            .find(|p| p.name == name)
+            .map(|p| crate::explain::PluginRef {
+                name: p.name,
+                version: p.version,
+                sha256: p.sha256,
+            })
+    }
+
     /// What the user meant by `text` (`/ordres`, `/ordres@my_bot extra`): the closest command
     /// of their own menu, or the one they typed (`exact`); `None` for no likely command. For a
     /// bot's "unknown command" answer; no Bot API call (see [`crate::suggest`]).

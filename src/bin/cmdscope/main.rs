@@ -80,6 +80,10 @@ enum Command {
     },
     /// Resolve one user's profile and menu through the configured plugins.
     Resolve(plugins::ResolveArgs),
+    /// Why a user sees their menu: the profile and the plugin version that decided it, the
+    /// menu, Telegram's precedence chain for them with what the store says is set at each
+    /// step, and the user's record (JSON, as GET /v1/explain answers).
+    Explain(plugins::ExplainArgs),
     /// Inspect and test plugin files.
     Plugins {
         #[command(subcommand)]
@@ -177,6 +181,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SyncUsers(args) => sync::sync_users(args).await,
         Command::Release { command } => release::run(command).await,
         Command::Resolve(args) => plugins::resolve(args).await,
+        Command::Explain(args) => plugins::explain(args).await,
         Command::Plugins { command } => plugins::run(command),
         Command::NewPlugin(args) => new_plugin::run(args),
         Command::Demo => demo::run().await,

@@ -57,6 +57,15 @@ pub(crate) struct TestArgs {
 
 #[derive(Args)]
 pub(crate) struct ResolveArgs {
+    #[command(flatten)]
+    user: UserArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    format: OutputFormat,
+}
+
+/// A config, its plugins and one user, as `resolve` and `explain` take them.
+#[derive(clap::Args)]
+pub(crate) struct UserArgs {
     #[arg(long)]
     config: PathBuf,
     #[arg(long)]
@@ -75,8 +84,35 @@ pub(crate) struct ResolveArgs {
     /// The user administers the group chat.
     #[arg(long)]
     chat_admin: bool,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
-    format: OutputFormat,
+}
+
+impl UserArgs {
+    fn context(&self) -> UserContext {
+        UserContext {
+            user_id: self.user_id,
+            chat_id: self.chat_id,
+            chat_type: self.chat_type,
+            language_code: self.language_code.clone(),
+            flags: self.flags.iter().cloned().collect(),
+            is_chat_admin: self.chat_admin,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    user: UserArgs,
+    /// The store the host uses (a redb file, or `redis://...`): what Telegram holds at each
+    /// list and the user's record. Default: the config's `[state]`.
+    #[arg(long)]
+    state: Option<String>,
+    /// The bot's key prefix in Redis (default: the config's, else from --token).
+    #[arg(long)]
+    redis_prefix: Option<String>,
+    /// Bot token, only to derive the default Redis prefix (or CMDSCOPE_BOT_TOKEN).
+    #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn parse_chat_type(s: &str) -> Result<ChatType, String> {
@@ -208,6 +244,7 @@ fn info_json(info: &PluginInfo) -> Value {
 }
 
 pub(crate) async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    let ResolveArgs { user: args, format } = args;
     let Some(loaded) = load_or_print(&args.config) else {
         return Ok(ExitCode::FAILURE);
     };
@@ -218,17 +255,10 @@ pub(crate) async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let engine = engine_for(loaded.config, Some(&args.plugins))?;
-    let ctx = UserContext {
-        user_id: args.user_id,
-        chat_id: args.chat_id,
-        chat_type: args.chat_type,
-        language_code: args.language_code,
-        flags: args.flags.into_iter().collect(),
-        is_chat_admin: args.chat_admin,
-    };
+    let ctx = args.context();
     let resolution = engine.resolve_async(&ctx).await;
     let menu = engine.menu_of(&resolution.profile, &ctx);
-    match args.format {
+    match format {
         OutputFormat::Json => {
             let mut out = json!({"profile": resolution.profile, "source": resolution.source, "commands": &menu[..]});
             if let Some(e) = &resolution.error {
@@ -383,4 +413,48 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `cmdscope explain`: why a user sees their menu, from the config, its plugins and the store
+/// the host uses (one JSON object, as `GET /v1/explain` answers).
+pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let user = &args.user;
+    let Some(loaded) = load_or_print(&user.config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let config = loaded.config;
+    let host = crate::plugin_host(&config.sandbox)?;
+    let set = PluginSet::load(&host, &user.plugins, &config)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", user.plugins.display()))?;
+    let lookup = &set as &dyn cmdscope::sources::PluginLookup;
+    let (engine, _) = cmdscope::sources::engine(config.clone(), Some(lookup), None)
+        .map_err(anyhow::Error::msg)?;
+    let backend = match args.state.as_deref() {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            cmdscope::config::StateBackend::Redis {
+                url: url.to_string(),
+                key_prefix: args.redis_prefix.clone(),
+            }
+        }
+        Some(path) => cmdscope::config::StateBackend::File(std::path::absolute(path)?),
+        None => config.state.clone(),
+    };
+    let default_prefix = args.token.as_deref().map(cmdscope::redis::default_prefix);
+    let opened = cmdscope::backend::open(
+        &backend,
+        default_prefix.as_deref(),
+        &cmdscope::deliver::DeliveryOptions::default(),
+    )?;
+    let plugin = |name: &str| {
+        let plugin = set.loaded.iter().find(|p| p.info().name == name)?;
+        Some(cmdscope::explain::PluginRef {
+            name: plugin.info().name.clone(),
+            version: plugin.info().version.clone(),
+            sha256: plugin.info().sha256.clone(),
+        })
+    };
+    let explained =
+        cmdscope::explain::read(&engine, opened.store.as_ref(), plugin, &user.context()).await?;
+    println!("{}", serde_json::to_string_pretty(&explained)?);
+    Ok(ExitCode::SUCCESS)
 }
