@@ -574,3 +574,19 @@ fn a_batch_that_traps_is_asked_again_user_by_user() {
         }
     }
 }
+
+#[test]
+fn a_trap_in_a_batch_names_the_function_and_costs_only_that_user() {
+    let host = host();
+    let r = resolver(&host, "panicking");
+    let sha = r.info().sha256[..12].to_string();
+    let users = [UserContext::private(1), hostile(), UserContext::private(2)];
+    let refs: Vec<&UserContext> = users.iter().collect();
+    let answers = r.resolve_batch(&refs);
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    let why = failed(answers[1].clone());
+    assert!(
+        why.starts_with(&format!("panicking 0.1.0 ({sha}) `resolve`: trapped")),
+        "{why}"
+    );
+}

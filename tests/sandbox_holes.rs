@@ -499,3 +499,41 @@ fn a_plugin_for_another_interface_version_is_told_so() {
         "{error}"
     );
 }
+
+// ---- 8. a failure says which plugin version and function failed ----
+
+#[test]
+fn a_trap_names_the_plugin_its_version_sha256_and_function_in_the_error_and_the_log() {
+    let bytes = plugin_bytes("panicking");
+    let sha = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&bytes);
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let dir = folder(&[("panicking.wasm", &bytes)]);
+    let config = config_in(dir.path(), "panicking", "");
+    let (out, _) = run_measured(
+        resolve_in(dir.path(), &config, "666").env("CMDSCOPE_LOG", "warn"),
+        Duration::from_secs(60),
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "panicking 0.1.0 ({}) `resolve`: trapped",
+            &sha[..12]
+        )),
+        "{answer}"
+    );
+    let log = text(&out.stderr);
+    assert!(log.contains("plugin call failed"), "{log}");
+    assert!(
+        log.contains("plugin=panicking") && log.contains("version=0.1.0"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("sha256={sha}")), "{log}");
+    assert!(log.contains("function=\"resolve\""), "{log}");
+}

@@ -74,13 +74,20 @@ impl WasmResolver {
         self.calls_series.with(|c| c.record(outcome));
     }
 
+    /// The engine's answer; a failure names the plugin, its version and sha256 and the WIT
+    /// function (with the guest backtrace, when the component has a name section), in the
+    /// error and the log: what a support engineer needs to find the version that broke.
     fn resolution(
+        &self,
+        function: &str,
         result: Result<Result<String, String>, CallFailure>,
     ) -> Result<String, ResolveError> {
         match result {
             Ok(Ok(profile)) => Ok(profile),
             Ok(Err(message)) => Err(ResolveError::Rejected(message)),
-            Err(failure) => Err(ResolveError::Failed(failure.to_string())),
+            Err(failure) => Err(ResolveError::Failed(failed_in(
+                &self.info, function, &failure,
+            ))),
         }
     }
 }
@@ -97,7 +104,7 @@ impl Resolver for WasmResolver {
                 .entered();
         let result = self.calls.resolve(ctx).and_then(|a| self.answer(a));
         self.record(&result);
-        Self::resolution(result)
+        self.resolution("resolve", result)
     }
 
     /// Pages of [`BATCH`] users, one crossing each (interface 0.2). A page that fails as a
@@ -123,11 +130,11 @@ impl Resolver for WasmResolver {
                     for answer in answers {
                         let result = self.answer(answer);
                         self.count(&result);
-                        out.push(Self::resolution(result));
+                        out.push(self.resolution("resolve-batch", result));
                     }
                 }
                 Err(failure) => {
-                    tracing::debug!(plugin = %self.info.name, "a batch failed ({failure}); asking user by user");
+                    failed_in(&self.info, "resolve-batch", &failure);
                     out.extend(page.iter().map(|ctx| self.resolve(ctx)));
                 }
             }
@@ -178,7 +185,7 @@ impl WasmTranslator {
         match result {
             Ok(r) => Some(r),
             Err(failure) => {
-                tracing::warn!(plugin = %self.info.name, "{what} failed: {failure}");
+                failed_in(&self.info, what, &failure);
                 None
             }
         }
@@ -225,4 +232,21 @@ impl Translator for WasmTranslator {
     fn identity(&self) -> Option<Arc<str>> {
         Some(self.identity.clone())
     }
+}
+
+/// A failed call, said once in the log and returned as the reason: `tiered-resolver 2.0.0
+/// (c3e7d36e8e7d) `resolve`: trapped: ...`.
+fn failed_in(info: &PluginInfo, function: &str, failure: &CallFailure) -> String {
+    let sha = &info.sha256[..info.sha256.len().min(12)];
+    tracing::warn!(
+        plugin = %info.name,
+        version = %info.version,
+        sha256 = %info.sha256,
+        function,
+        "plugin call failed: {failure}"
+    );
+    format!(
+        "{} {} ({sha}) `{function}`: {failure}",
+        info.name, info.version
+    )
 }
