@@ -528,6 +528,11 @@ fn a_trap_names_the_plugin_its_version_sha256_and_function_in_the_error_and_the_
         )),
         "{answer}"
     );
+    // Where in the plugin: the guest's own frame, demangled, past the panic machinery.
+    assert!(
+        error.contains("in <panicking::Plugin as cmdscope_plugin_sdk::Resolver>::resolve"),
+        "{answer}"
+    );
     let log = text(&out.stderr);
     assert!(log.contains("plugin call failed"), "{log}");
     assert!(

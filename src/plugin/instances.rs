@@ -215,15 +215,57 @@ impl<W: WorldBindings> Instances<W> {
             Some(LimitHit::Table { cap, .. }) => return CallFailure::TableLimit(cap),
             None => {}
         }
+        // The guest's frames (with function names when the component has a name section),
+        // the innermost few: where in the plugin it failed.
+        let frames = e
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|trace| {
+                let all: Vec<String> = trace
+                    .frames()
+                    .iter()
+                    .map(|f| match f.func_name() {
+                        // Rust guests' symbols, readable (`std::process::abort`).
+                        Some(name) => super::clip_display(
+                            &format!("{:#}", rustc_demangle::demangle(name)),
+                            120,
+                        ),
+                        None => format!("func[{}]", f.func_index()),
+                    })
+                    .collect();
+                // The panic and abort machinery says nothing about the plugin: skip it.
+                let runtime = |n: &str| {
+                    [
+                        "std::",
+                        "core::",
+                        "alloc::",
+                        "__rustc::",
+                        "abort",
+                        "rust_panic",
+                    ]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+                };
+                let own: Vec<String> = all.iter().filter(|n| !runtime(n)).cloned().collect();
+                let names: Vec<String> = if own.is_empty() { all } else { own }
+                    .into_iter()
+                    .take(4)
+                    .collect();
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {}", names.join(" < "))
+                }
+            })
+            .unwrap_or_default();
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => CallFailure::Timeout(self.limits().timeout),
             Some(wasmtime::Trap::StackOverflow) => {
-                CallFailure::Trap("stack overflow (unbounded recursion?)".into())
+                CallFailure::Trap(format!("stack overflow (unbounded recursion?){frames}"))
             }
-            Some(wasmtime::Trap::UnreachableCodeReached) => {
-                CallFailure::Trap("`unreachable` executed (the plugin panicked or aborted)".into())
-            }
-            Some(other) => CallFailure::Trap(other.to_string()),
+            Some(wasmtime::Trap::UnreachableCodeReached) => CallFailure::Trap(format!(
+                "`unreachable` executed (the plugin panicked or aborted){frames}"
+            )),
+            Some(other) => CallFailure::Trap(format!("{other}{frames}")),
             None => CallFailure::Trap(super::root_cause(&e)),
         }
     }
