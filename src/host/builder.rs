@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{Host, HostEvent, Inner, Recent, ReconcileOptions, config_watch, worker_id};
+use super::{Host, HostEvent, Inner, Recent, ReconcileOptions, config_watch, fleet};
 #[cfg(feature = "redis")]
 use super::{ReleaseFollow, follow};
 use crate::config::{Config, StateBackend};
@@ -207,7 +207,7 @@ impl HostBuilder {
         let (engine, skipped) = match first_release {
             #[cfg(feature = "redis")]
             Some(ready) => {
-                following = follow::Following {
+                following = fleet::Following {
                     serving: Some(ready.release),
                     refused: None,
                 };
@@ -250,14 +250,12 @@ impl HostBuilder {
             backend.serve_release(release.number);
         }
         let inner = Arc::new(Inner {
-            worker_id: worker_id(),
-            following: Mutex::new(following),
+            membership: Arc::new(fleet::Membership::new(following)),
             #[cfg(feature = "redis")]
             follow: self
                 .releases
                 .clone()
                 .map(|f| (f, self.compiled_cache.clone(), self.compiler.clone())),
-            fleet: Mutex::new(Vec::new()),
             config_path,
             live: live.clone(),
             engine: Arc::new(ArcSwap::from_pointee(engine)),
@@ -272,7 +270,7 @@ impl HostBuilder {
             delivery: self.delivery,
             reconcile: self.reconcile,
             running: OnceLock::new(),
-            ready: watch::channel(false).0,
+            ready: Arc::new(watch::channel(false).0),
             closing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),

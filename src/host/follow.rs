@@ -37,8 +37,6 @@ impl ReleaseFollow {
     }
 }
 
-pub(super) use super::follow_state::Following;
-
 /// A release fetched and loaded, ready to swap in.
 pub(super) struct Ready {
     pub release: Release,
@@ -133,13 +131,7 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let (serving, refused) = {
-            let state = inner.following.lock().unwrap_or_else(|p| p.into_inner());
-            (
-                state.serving.as_ref().map(|r| r.number),
-                state.refused.as_ref().map(|r| r.release),
-            )
-        };
+        let (serving, refused) = inner.membership.numbers();
         if Some(current) == serving || Some(current) == refused {
             continue;
         }
@@ -148,11 +140,7 @@ pub(super) async fn run(
                 let plugins = ready.release.plugins.clone();
                 inner.serve_engine(Arc::new(ready.loaded.engine));
                 inner.backend.serve_release(current);
-                {
-                    let mut state = inner.following.lock().unwrap_or_else(|p| p.into_inner());
-                    state.serving = Some(ready.release);
-                    state.refused = None;
-                }
+                inner.membership.serve(ready.release);
                 tracing::info!(release = current, "release serving");
                 inner.emit(HostEvent::ReleaseServing {
                     release: current,
@@ -167,11 +155,7 @@ pub(super) async fn run(
                     "release refused; the last one keeps serving: {}",
                     errors.join("; ")
                 );
-                inner
-                    .following
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .refused = Some(RefusedRelease {
+                inner.membership.refuse(RefusedRelease {
                     release: current,
                     reason: errors.join("; "),
                 });
@@ -181,7 +165,10 @@ pub(super) async fn run(
                     errors,
                 });
                 // Tell the fleet now rather than at the next heartbeat.
-                super::reconcile::check_in(&inner, &inner.worker_id).await;
+                if let Some(manager) = inner.manager() {
+                    let ttl = inner.reconcile.heartbeat * 3;
+                    inner.membership.check_in(manager, ttl).await;
+                }
             }
         }
     }

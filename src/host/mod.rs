@@ -24,6 +24,7 @@
 mod builder;
 mod config_watch;
 mod event;
+mod fleet;
 #[cfg(feature = "redis")]
 mod follow;
 #[cfg(feature = "http")]
@@ -55,25 +56,6 @@ pub use self::follow::ReleaseFollow;
 pub use self::recent::Recent;
 pub use self::reconcile::{ReconcileOptions, ReconcileReport, Trigger};
 
-/// What a host serves of its releases (kept without the `redis` feature too: empty).
-mod follow_state {
-    #[derive(Debug, Clone, Default)]
-    pub(super) struct Following {
-        pub serving: Option<crate::release::Release>,
-        pub refused: Option<crate::state::RefusedRelease>,
-    }
-}
-
-/// A name for this worker, unique across the fleet: `host-pid-random`.
-fn worker_id() -> String {
-    format!(
-        "{}-{}-{:04x}",
-        crate::state::hostname(),
-        std::process::id(),
-        fastrand::u16(..)
-    )
-}
-
 /// A running bot's menus, following every change of its config and plugins. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
@@ -81,15 +63,10 @@ pub struct Host {
 }
 
 struct Inner {
-    /// This process in the fleet registry of a shared store (host name, pid, a random part).
-    worker_id: String,
-    /// The release serving and the last refused, when the host follows releases.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    following: Mutex<follow_state::Following>,
+    /// This worker in its fleet: id, the release it serves, the workers it last saw.
+    membership: Arc<fleet::Membership>,
     #[cfg(feature = "redis")]
     follow: Option<(ReleaseFollow, Option<PathBuf>, Compiler)>,
-    /// The workers sharing the store, as the last check-in saw them.
-    fleet: Mutex<Vec<crate::state::Worker>>,
     config_path: PathBuf,
     live: Option<Arc<LivePlugins>>,
     /// The engine serving: the one slot, shared with the manager once started.
@@ -110,7 +87,7 @@ struct Inner {
     reconcile: ReconcileOptions,
     running: OnceLock<Arc<CommandManager>>,
     /// True once the configured lists are applied.
-    ready: watch::Sender<bool>,
+    ready: Arc<watch::Sender<bool>>,
     closing: AtomicBool,
     in_flight: AtomicUsize,
     drained: tokio::sync::Notify,
@@ -242,7 +219,14 @@ impl Host {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .expect("started once");
-        let task = tokio::spawn(reconcile::run(inner.clone(), kicks, inner.stop.subscribe()));
+        let context = reconcile::Context {
+            manager: manager.clone(),
+            options: inner.reconcile,
+            events: inner.events.clone(),
+            ready: inner.ready.clone(),
+            membership: inner.membership.clone(),
+        };
+        let task = tokio::spawn(reconcile::run(context, kicks, inner.stop.subscribe()));
         inner
             .tasks
             .lock()
@@ -377,37 +361,23 @@ impl Host {
 
     /// The release serving, when the host follows releases.
     pub fn release(&self) -> Option<crate::release::Release> {
-        self.inner
-            .following
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .serving
-            .clone()
+        self.inner.membership.serving()
     }
 
     /// The last release this host could not load (it keeps serving [`Host::release`]).
     pub fn refused_release(&self) -> Option<crate::state::RefusedRelease> {
-        self.inner
-            .following
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .refused
-            .clone()
+        self.inner.membership.refused()
     }
 
     /// The workers sharing the store, as this one last checked in (empty with a store one
     /// process owns).
     pub fn fleet(&self) -> Vec<crate::state::Worker> {
-        self.inner
-            .fleet
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.membership.seen()
     }
 
     /// This worker's name in the fleet registry of a shared store.
     pub fn worker_id(&self) -> &str {
-        &self.inner.worker_id
+        &self.inner.membership.id
     }
 
     /// The manager once started (delivery stats, the store).

@@ -28,7 +28,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::{HostEvent, Inner};
+use tokio::sync::broadcast;
+
+use super::HostEvent;
+use super::fleet::Membership;
+use crate::manager::CommandManager;
 use crate::manager::Status;
 use crate::state::KnownUser;
 
@@ -138,19 +142,34 @@ impl ReconcileReport {
     }
 }
 
+/// What the reconciler works with, and nothing else of the host: the manager, its options,
+/// where its reports go, the readiness it updates, and this worker's fleet membership.
+pub(super) struct Context {
+    pub(super) manager: Arc<CommandManager>,
+    pub(super) options: ReconcileOptions,
+    pub(super) events: broadcast::Sender<HostEvent>,
+    pub(super) ready: Arc<watch::Sender<bool>>,
+    pub(super) membership: Arc<Membership>,
+}
+
+impl Context {
+    /// Checks in to the fleet registry (ttl: three heartbeats).
+    async fn check_in(&self) -> Option<Vec<crate::state::Worker>> {
+        self.membership
+            .check_in(&self.manager, self.options.heartbeat * 3)
+            .await
+    }
+}
+
 /// The reconciler task: one run per burst of triggers, a retry while users stay behind, and
 /// a heartbeat (fleet check-in, known users kept during a store outage written).
 pub(super) async fn run(
-    inner: Arc<Inner>,
+    ctx: Context,
     mut kicks: mpsc::UnboundedReceiver<Trigger>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let options = inner.reconcile;
-    let worker = inner.worker_id.clone();
-    let manager = inner
-        .manager()
-        .expect("the reconciler runs once started")
-        .clone();
+    let options = ctx.options;
+    let manager = ctx.manager.clone();
     let mut pending = vec![Trigger::Start];
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut heartbeat = tokio::time::interval(options.heartbeat);
@@ -167,7 +186,7 @@ pub(super) async fn run(
                 }
             }
             pending.dedup();
-            let report = once(&inner, std::mem::take(&mut pending), &worker, &stop).await;
+            let report = once(&ctx, std::mem::take(&mut pending), &stop).await;
             retry_at = match (&report.complete, report.failed) {
                 (true, _) => None,
                 // The fleet disagrees: look again at the next heartbeat (a worker that swaps
@@ -185,7 +204,7 @@ pub(super) async fn run(
                 complete = report.complete,
                 "reconciliation run ended"
             );
-            inner.emit(HostEvent::Reconciled(report));
+            let _ = ctx.events.send(HostEvent::Reconciled(report));
         }
         let retry = async {
             match retry_at {
@@ -205,7 +224,7 @@ pub(super) async fn run(
             }
             _ = manager.user_left_behind() => pending.push(Trigger::Behind),
             _ = heartbeat.tick() => {
-                check_in(&inner, &worker).await;
+                ctx.check_in().await;
                 manager.save_unsaved().await;
             }
         }
@@ -213,57 +232,20 @@ pub(super) async fn run(
             break;
         }
     }
-    if let Some(known) = manager.known_users()
-        && let Err(e) = known.check_out(&worker).await
-    {
-        tracing::debug!("reconciler: cannot check out of the fleet registry: {e}");
-    }
-}
-
-/// Tells the fleet registry which rules this worker serves; answers the workers alive, or
-/// `None` when the registry cannot be reached (the worker then acts alone).
-pub(super) async fn check_in(inner: &Inner, worker: &str) -> Option<Vec<crate::state::Worker>> {
-    let manager = inner.manager()?;
-    let known = manager.known_users()?;
-    let (release, refused) = {
-        let following = inner.following.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            following.serving.as_ref().map(|r| r.number),
-            following.refused.clone(),
-        )
-    };
-    let me = crate::state::Worker {
-        id: worker.to_string(),
-        generation: manager.engine().generation(),
-        release,
-        refused,
-    };
-    match known.check_in(&me, inner.reconcile.heartbeat * 3).await {
-        Ok(fleet) => {
-            *inner.fleet.lock().unwrap_or_else(|p| p.into_inner()) = fleet.clone();
-            Some(fleet)
-        }
-        Err(e) => {
-            tracing::warn!("reconciler: cannot check in to the fleet registry: {e}");
-            None
-        }
-    }
+    ctx.membership.check_out(&manager).await;
 }
 
 /// One run: the configured lists (unless the host just applied them), then every known user
 /// behind the current generation, page by page.
 async fn once(
-    inner: &Inner,
+    ctx: &Context,
     trigger: Vec<Trigger>,
-    holder: &str,
     stop: &watch::Receiver<bool>,
 ) -> ReconcileReport {
     let started = Instant::now();
-    let options = inner.reconcile;
-    let manager = inner
-        .manager()
-        .expect("the reconciler runs once started")
-        .clone();
+    let options = ctx.options;
+    let holder = ctx.membership.id.as_str();
+    let manager = ctx.manager.clone();
     let engine = manager.engine();
     let generation = engine.generation();
     let mut report = ReconcileReport::new(trigger, generation);
@@ -271,7 +253,7 @@ async fn once(
     if let Some(known) = known {
         // The users are written first, so this walk finds them.
         manager.save_unsaved().await;
-        if let Some(fleet) = check_in(inner, holder).await
+        if let Some(fleet) = ctx.check_in().await
             && fleet.iter().any(|w| w.generation != generation)
         {
             let generations: std::collections::BTreeSet<String> = fleet
@@ -308,7 +290,7 @@ async fn once(
         }
         report.lists_applied = setup.lists.iter().filter(|l| l.status.is_applied()).count() as u64;
         report.failed += setup.failures().count() as u64;
-        inner.ready.send_replace(setup.is_complete());
+        ctx.ready.send_replace(setup.is_complete());
     }
     let mut interrupted = None;
     if let Some(known) = known {
