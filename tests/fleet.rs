@@ -11,102 +11,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use cmdscope::UserContext;
 use cmdscope::emulator::RunningEmulator;
 
 use common::redis::{RedisServer, prefix, redis, unavailable};
-use common::serve::{KEY, post, serve, wait_healthy};
+use common::serve::{serve, wait_healthy};
+use common::users::{context, post_users, premium_in_v2, traffic, wrong_after};
 use common::{emulator, plugin_bytes, shop_folder};
-
-/// A user of the shop: registered when even, with 12 orders (version 2 of the resolver makes
-/// them premium) when a multiple of four.
-fn context(id: i64) -> Value {
-    json!({
-        "user_id": id,
-        "language_code": "en",
-        "flags": {"registered": id % 2 == 0, "orders": if id % 4 == 0 { 12 } else { 1 }},
-    })
-}
-
-/// Whether version 2's rules make the user premium (the only change from version 1).
-fn premium_in_v2(id: i64) -> bool {
-    id % 4 == 0
-}
-
-fn sees_deals(running: &RunningEmulator, id: i64) -> bool {
-    let viewer = UserContext::private(id).language("en").viewer();
-    running
-        .emulator
-        .effective(&viewer)
-        .1
-        .iter()
-        .any(|c| c.command == "deals")
-}
-
-/// Users whose menu at the emulator is not what `premium` says it should be.
-fn wrong(running: &RunningEmulator, users: &[i64], premium: impl Fn(i64) -> bool) -> Vec<i64> {
-    users
-        .iter()
-        .copied()
-        .filter(|&id| sees_deals(running, id) != premium(id))
-        .collect()
-}
-
-/// Waits up to `limit` for no user to be wrong; answers the users still wrong.
-async fn settle(
-    running: &RunningEmulator,
-    users: &[i64],
-    limit: Duration,
-    premium: impl Fn(i64) -> bool,
-) -> Vec<i64> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = wrong(running, users, &premium);
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn post_users(client: &reqwest::Client, url: &str, users: &[Value]) {
-    let response = post(client, url, "/v1/users", Some(KEY))
-        .json(&users)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
 
 /// Renames `bytes` into `folder` as `name`, the way a deploy does.
 fn deploy(folder: &Path, name: &str, bytes: &[u8]) {
     let tmp = folder.join(format!(".{name}.incoming"));
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, folder.join(name)).unwrap();
-}
-
-/// The bot's traffic: random users posted to random workers until stopped.
-fn traffic(
-    urls: Vec<String>,
-    users: Vec<i64>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<u64> {
-    tokio::spawn(async move {
-        let client = reqwest::Client::new();
-        let mut posted = 0;
-        while !stop.load(Ordering::SeqCst) {
-            let url = &urls[fastrand::usize(..urls.len())];
-            let batch: Vec<Value> = (0..10)
-                .map(|_| context(users[fastrand::usize(..users.len())]))
-                .collect();
-            post_users(&client, url, &batch).await;
-            posted += batch.len() as u64;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        posted
-    })
 }
 
 /// setMyCommands calls per list since `from` (an index into the call log).
@@ -142,7 +61,10 @@ async fn a_rolling_deploy_across_two_serve_workers_ends_with_every_user_right() 
     let all: Vec<Value> = users.iter().map(|&id| context(id)).collect();
     post_users(&client, &a.url, &all[..100]).await;
     post_users(&client, &b.url, &all[100..]).await;
-    assert_eq!(wrong(&running, &users, |_| false), Vec::<i64>::new());
+    assert_eq!(
+        wrong_after(&running, &users, Duration::ZERO, |_| false).await,
+        Vec::<i64>::new()
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let bot = traffic(
@@ -168,7 +90,7 @@ async fn a_rolling_deploy_across_two_serve_workers_ends_with_every_user_right() 
         &plugin_bytes("tiered-resolver-v2"),
     );
 
-    let left = settle(&running, &users, Duration::from_secs(30), premium_in_v2).await;
+    let left = wrong_after(&running, &users, Duration::from_secs(30), premium_in_v2).await;
     assert!(
         left.is_empty(),
         "users left with version 1's menu: {left:?}"
@@ -226,7 +148,10 @@ async fn users_posted_while_redis_is_away_are_known_when_it_comes_back() {
     // Telegram got every menu although the store was away.
     let users: Vec<i64> = (1..=200).collect();
     let old_rules = |id: i64| id < 0;
-    assert_eq!(wrong(&running, &users, old_rules), Vec::<i64>::new());
+    assert_eq!(
+        wrong_after(&running, &users, Duration::ZERO, old_rules).await,
+        Vec::<i64>::new()
+    );
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(outage.elapsed())).await;
     server.resume();
     let after: Vec<Value> = (201..=300).map(context).collect();
@@ -253,7 +178,7 @@ async fn users_posted_while_redis_is_away_are_known_when_it_comes_back() {
 
     // And a change of rules reaches the ones posted during the outage.
     deploy(&plugins, "tiered.wasm", &plugin_bytes("tiered-resolver-v2"));
-    let left = settle(&running, &users, Duration::from_secs(30), premium_in_v2).await;
+    let left = wrong_after(&running, &users, Duration::from_secs(30), premium_in_v2).await;
     assert!(
         left.is_empty(),
         "users the new rules never reached: {left:?}"

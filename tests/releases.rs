@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use cmdscope::UserContext;
 use cmdscope::emulator::RunningEmulator;
 
 use common::process::BIN;
 use common::redis::{prefix, redis};
-use common::serve::{KEY, Serve, post, serve_with, wait_healthy};
+use common::serve::{Serve, serve_with, wait_healthy};
+use common::users::{context, post_users, premium_in_v2, traffic, wrong_after};
 use common::{emulator, plugin_bytes, shop_folder};
 
 /// `cmdscope release ARGS` against the test's store.
@@ -107,55 +107,6 @@ async fn all_report(
     }
 }
 
-/// A shop user: registered when even, 12 orders when a multiple of four (version 2 makes
-/// those premium).
-fn context(id: i64) -> Value {
-    json!({
-        "user_id": id,
-        "language_code": "en",
-        "flags": {"registered": id % 2 == 0, "orders": if id % 4 == 0 { 12 } else { 1 }},
-    })
-}
-
-fn sees_deals(running: &RunningEmulator, id: i64) -> bool {
-    let viewer = UserContext::private(id).language("en").viewer();
-    running
-        .emulator
-        .effective(&viewer)
-        .1
-        .iter()
-        .any(|c| c.command == "deals")
-}
-
-async fn every_user_sees(
-    running: &RunningEmulator,
-    users: &[i64],
-    limit: Duration,
-    premium: impl Fn(i64) -> bool,
-) -> Vec<i64> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let wrong: Vec<i64> = users
-            .iter()
-            .copied()
-            .filter(|&id| sees_deals(running, id) != premium(id))
-            .collect();
-        if wrong.is_empty() || Instant::now() > deadline {
-            return wrong;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn post_users(client: &reqwest::Client, url: &str, users: &[Value]) {
-    let response = post(client, url, "/v1/users", Some(KEY))
-        .json(&users)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_workers_switch_together_on_publish_and_back_on_rollback() {
     let Some(redis) = redis() else { return };
@@ -191,26 +142,15 @@ async fn three_workers_switch_together_on_publish_and_back_on_rollback() {
         post_users(&client, &workers[i].url, &contexts).await;
     }
     assert!(
-        every_user_sees(&running, &users, Duration::ZERO, |_| false)
+        wrong_after(&running, &users, Duration::ZERO, |_| false)
             .await
             .is_empty()
     );
 
     // The bot keeps writing to every worker while version 2 is published.
     let stop = Arc::new(AtomicBool::new(false));
-    let bot = {
-        let urls: Vec<String> = workers.iter().map(|w| w.url.clone()).collect();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            while !stop.load(Ordering::SeqCst) {
-                let url = &urls[fastrand::usize(..urls.len())];
-                let batch: Vec<Value> = (0..10).map(|_| context(fastrand::i64(1..=300))).collect();
-                post_users(&client, url, &batch).await;
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-        })
-    };
+    let urls: Vec<String> = workers.iter().map(|w| w.url.clone()).collect();
+    let bot = traffic(urls, users.clone(), stop.clone());
     let calls_before = running.emulator.call_log().len();
     let second = publish(&store, &config_v2, &plugins_v2, &[]);
     assert_eq!(second["release"], 2, "{second}");
@@ -225,8 +165,7 @@ async fn three_workers_switch_together_on_publish_and_back_on_rollback() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     bot.await.unwrap();
-    let premium_in_v2 = |id: i64| id % 4 == 0;
-    let wrong = every_user_sees(&running, &users, Duration::from_secs(30), premium_in_v2).await;
+    let wrong = wrong_after(&running, &users, Duration::from_secs(30), premium_in_v2).await;
     assert!(
         wrong.is_empty(),
         "users without release 2's menu: {wrong:?}"
@@ -283,7 +222,7 @@ async fn three_workers_switch_together_on_publish_and_back_on_rollback() {
         s["release"] == 3
     })
     .await;
-    let wrong = every_user_sees(&running, &users, Duration::from_secs(30), |_| false).await;
+    let wrong = wrong_after(&running, &users, Duration::from_secs(30), |_| false).await;
     assert!(
         wrong.is_empty(),
         "users still on release 2's menu: {wrong:?}"

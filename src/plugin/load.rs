@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::breaker::Breaker;
-use super::calls::RawInfo;
+use super::calls::{Pool, RawInfo};
 use super::instances::CallFailure;
 use super::sandbox::{self, CallLimits, Sandbox};
 use super::{
@@ -144,17 +144,22 @@ impl PluginHost {
             self.sandbox.limits.failure_threshold,
             self.sandbox.limits.cooldown,
         );
+        // `info` within the first limits, checked; the plugin's own limits set, and `info`
+        // asked again within them: the same for both worlds.
+        let introduce = |pool: &dyn Pool, ask: &dyn Fn() -> Result<RawInfo, CallFailure>| {
+            let info = info_of(ask().map_err(failed_info)?);
+            check_info(&info)?;
+            pool.configure(&info.name, settings)
+                .map_err(|f| limits_error(&info, f))?;
+            if pool.limits() != first {
+                same_info_within_own_limits(&info, ask())?;
+            }
+            Ok::<_, LoadError>(info)
+        };
         match world {
             World::Resolver => {
                 let calls = version.resolver(self.sandbox.clone(), pre, file, first)?;
-                let info = info_of(calls.info().map_err(failed_info)?);
-                check_info(&info)?;
-                calls
-                    .configure(&info.name, settings)
-                    .map_err(|f| limits_error(&info, f))?;
-                if calls.limits() != first {
-                    same_info_within_own_limits(&info, calls.info())?;
-                }
+                let info = introduce(calls.as_ref(), &|| calls.info())?;
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
                     identity: identity(&info, settings),
                     calls_series: crate::metrics::plugin_calls(&info.name),
@@ -165,14 +170,7 @@ impl PluginHost {
             }
             World::Translator => {
                 let calls = version.translator(self.sandbox.clone(), pre, file, first)?;
-                let info = info_of(calls.info().map_err(failed_info)?);
-                check_info(&info)?;
-                calls
-                    .configure(&info.name, settings)
-                    .map_err(|f| limits_error(&info, f))?;
-                if calls.limits() != first {
-                    same_info_within_own_limits(&info, calls.info())?;
-                }
+                let info = introduce(calls.as_ref(), &|| calls.info())?;
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
                     identity: identity(&info, settings),
                     calls_series: crate::metrics::plugin_calls(&info.name),

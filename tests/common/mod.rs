@@ -7,6 +7,7 @@ pub mod chat;
 pub mod process;
 pub mod redis;
 pub mod serve;
+pub mod users;
 pub mod variant;
 pub mod wat;
 
