@@ -54,6 +54,16 @@ pub struct PluginRef {
     pub sha256: String,
 }
 
+impl PluginRef {
+    pub fn of(info: &crate::plugin::PluginInfo) -> PluginRef {
+        PluginRef {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            sha256: info.sha256.clone(),
+        }
+    }
+}
+
 /// One candidate list of the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {

@@ -13,6 +13,7 @@ pub mod emulator;
 pub mod engine;
 pub mod explain;
 pub mod host;
+pub mod impact;
 pub mod limits;
 pub mod manager;
 pub mod menu;

@@ -63,6 +63,37 @@ impl PluginLookup for LivePlugins {
     }
 }
 
+/// A lookup with one plugin put in place of the one of its name (or beside the others): how
+/// a candidate version is tried against the rules serving, without serving it.
+pub struct WithCandidate<'a> {
+    pub base: Option<&'a dyn PluginLookup>,
+    pub candidate: &'a crate::plugin::Plugin,
+}
+
+impl PluginLookup for WithCandidate<'_> {
+    fn resolver(&self, name: &str) -> Option<Arc<dyn Resolver>> {
+        match self.candidate {
+            crate::plugin::Plugin::Resolver(r) if r.info().name == name => {
+                Some(r.clone() as Arc<dyn Resolver>)
+            }
+            _ => self.base?.resolver(name),
+        }
+    }
+    fn translator(&self, name: &str) -> Option<Arc<dyn Translator>> {
+        match self.candidate {
+            crate::plugin::Plugin::Translator(t) if t.info().name == name => {
+                Some(t.clone() as Arc<dyn Translator>)
+            }
+            _ => self.base?.translator(name),
+        }
+    }
+    fn summary(&self) -> String {
+        let info = self.candidate.info();
+        let base = self.base.map(|b| b.summary()).unwrap_or_default();
+        format!("candidate: {} {}; {base}", info.name, info.version)
+    }
+}
+
 /// Looks up every name. With `plugins: None`, plugin names are skipped (and listed); with a
 /// folder, a missing plugin is an error naming what did load. A catalog that fails to parse is
 /// an error naming the file and line.

@@ -280,6 +280,7 @@ impl HostBuilder {
             plugin_watch: Mutex::new(None),
             config_watch: Mutex::new(None),
             recent: self.recent.clone(),
+            impact_running: tokio::sync::Mutex::new(()),
         });
         inner
             .helpers

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `POST /v1/users` | key | one context or a list: each resolved and brought to Telegram |
 //! | `POST /v1/users/clear` | key | one context or a list: their own lists removed |
+//! | `POST /v1/impact` | key | what a candidate (component, or config text) would do |
 //! | `GET /v1/preview?user_id=..` | | what that user would see; no Bot API call |
 //! | `GET /v1/suggest?user_id=..&text=..` | | the command of the user's menu they meant |
 //! | `GET /v1/explain?user_id=..` | | why the user sees their menu |
@@ -93,6 +94,12 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
     let writes = Router::new()
         .route("/v1/users", post(update_users))
         .route("/v1/users/clear", post(clear_users))
+        .route(
+            "/v1/impact",
+            post(impact).layer(axum::extract::DefaultBodyLimit::max(impact_body_limit(
+                host,
+            ))),
+        )
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .merge(writes)
@@ -377,6 +384,68 @@ async fn explain(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
     match app.host.explain(&ctx).await {
         Ok(explanation) => Json(explanation).into_response(),
         Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// A candidate component may be as large as a plugin file may be (`[sandbox] max_file_mib`).
+fn impact_body_limit(host: &Host) -> usize {
+    let max = host.inner.engine.load().config().sandbox.max_file_bytes;
+    usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1)
+}
+
+/// `POST /v1/impact[?users=true]`: what a candidate would do to the known users (see
+/// `crate::impact`). The body is a component (`application/wasm`, or any other type), or a
+/// config (`application/toml`, `application/json`). Not bounded by the request timeout: the
+/// report walks every known user.
+async fn impact(
+    State(app): State<App>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    let list_users = match query::ImpactQuery::parse(raw.as_deref()) {
+        Ok(q) => q.users,
+        Err(why) => return ApiError::query(why).into_response(),
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let candidate = match content_type.as_str() {
+        "application/toml" | "text/toml" | "text/x-toml" => super::Candidate::Config {
+            text: body.to_vec(),
+            json: false,
+        },
+        "application/json" => super::Candidate::Config {
+            text: body.to_vec(),
+            json: true,
+        },
+        _ => super::Candidate::Plugin(body.to_vec()),
+    };
+    match app.host.impact(candidate, list_users).await {
+        Ok(report) => Json(report).into_response(),
+        Err(super::ImpactError::Refused(reasons)) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the candidate cannot serve",
+        )
+        .reasons(reasons)
+        .into_response(),
+        Err(e @ super::ImpactError::Unsupported(_)) => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string()).into_response()
+        }
+        Err(e @ super::ImpactError::Busy) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response()
+        }
+        Err(e @ super::ImpactError::Store(_)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
     }
 }
 

@@ -29,6 +29,7 @@ mod fleet;
 mod follow;
 #[cfg(feature = "http")]
 pub mod http;
+mod impact;
 mod recent;
 mod reconcile;
 
@@ -53,6 +54,7 @@ pub use self::builder::HostBuilder;
 pub use self::event::HostEvent;
 #[cfg(feature = "redis")]
 pub use self::follow::ReleaseFollow;
+pub use self::impact::{Candidate, ImpactError};
 pub use self::recent::Recent;
 pub use self::reconcile::{ReconcileOptions, ReconcileReport, Trigger};
 
@@ -100,6 +102,8 @@ struct Inner {
     plugin_watch: Mutex<Option<WatchHandle>>,
     config_watch: Mutex<Option<config_watch::ConfigWatch>>,
     recent: Arc<Mutex<Recent>>,
+    /// Held while an impact report is made (one at a time).
+    impact_running: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -309,12 +313,7 @@ impl Host {
         if let Some(live) = self.plugins()
             && let Some((_, plugin)) = live.current().into_iter().find(|(n, _)| n == name)
         {
-            let info = plugin.info();
-            return Some(crate::explain::PluginRef {
-                name: info.name.clone(),
-                version: info.version.clone(),
-                sha256: info.sha256.clone(),
-            });
+            return Some(crate::explain::PluginRef::of(plugin.info()));
         }
         self.release()?
             .plugins

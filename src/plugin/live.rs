@@ -164,6 +164,12 @@ impl LivePlugins {
         self.shared.generation.load(Ordering::SeqCst)
     }
 
+    /// The plugin host this folder loads with: a candidate version (an impact report's) is
+    /// loaded by it, under the same limits and compile budget as a file of the folder.
+    pub fn plugin_host(&self) -> &PluginHost {
+        &self.shared.host
+    }
+
     /// The config plugins are checked against now.
     pub fn config(&self) -> Arc<Config> {
         self.shared.config.load_full()

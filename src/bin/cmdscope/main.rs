@@ -17,6 +17,7 @@ use cmdscope::plan::Plan;
 use cmdscope::plugin::{PluginHost, PluginSet};
 
 mod demo;
+mod impact;
 mod new_plugin;
 mod plugins;
 mod release;
@@ -84,6 +85,11 @@ enum Command {
     /// menu, Telegram's precedence chain for them with what the store says is set at each
     /// step, and the user's record (JSON, as GET /v1/explain answers).
     Explain(plugins::ExplainArgs),
+    /// What a new plugin version or config would do before it serves: every known user in
+    /// the store resolved both ways, the menus that change, the transitions between profiles
+    /// (with sample users), the candidate's fallbacks and the calls the swap would make. No Bot
+    /// API call. Exit 1 when the candidate fails to load or validate.
+    Impact(impact::ImpactArgs),
     /// Inspect and test plugin files.
     Plugins {
         #[command(subcommand)]
@@ -182,6 +188,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Release { command } => release::run(command).await,
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Explain(args) => plugins::explain(args).await,
+        Command::Impact(args) => impact::run(args).await,
         Command::Plugins { command } => plugins::run(command),
         Command::NewPlugin(args) => new_plugin::run(args),
         Command::Demo => demo::run().await,
@@ -253,6 +260,42 @@ impl CompiledCacheArgs {
         self.compiled_cache
             .clone()
             .or_else(cmdscope::plugin::CompiledCache::default_dir)
+    }
+}
+
+/// The store a host uses, as the commands that read it (`explain`, `impact`) name it.
+#[derive(clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The store the host uses (a redb file, or `redis://...`). Default: the config's
+    /// `[state]`.
+    #[arg(long)]
+    state: Option<String>,
+    /// The bot's key prefix in Redis (default: the config's, else from --token).
+    #[arg(long)]
+    redis_prefix: Option<String>,
+    /// Bot token, only to derive the default Redis prefix (or CMDSCOPE_BOT_TOKEN).
+    #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl StoreArgs {
+    pub(crate) fn open(&self, config: &Config) -> anyhow::Result<cmdscope::backend::Opened> {
+        let backend = match self.state.as_deref() {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                cmdscope::config::StateBackend::Redis {
+                    url: url.to_string(),
+                    key_prefix: self.redis_prefix.clone(),
+                }
+            }
+            Some(path) => cmdscope::config::StateBackend::File(std::path::absolute(path)?),
+            None => config.state.clone(),
+        };
+        let default_prefix = self.token.as_deref().map(cmdscope::redis::default_prefix);
+        cmdscope::backend::open(
+            &backend,
+            default_prefix.as_deref(),
+            &cmdscope::deliver::DeliveryOptions::default(),
+        )
     }
 }
 

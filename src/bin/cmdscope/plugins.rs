@@ -12,7 +12,8 @@ use cmdscope::plugin::{CompiledCache, PluginInfo, PluginSet, Rejected, cases};
 use cmdscope::resolve::{FlagValue, UserContext};
 
 use super::{
-    CompiledCacheArgs, OutputFormat, engine_for, load_or_print, plugin_host, print_commands,
+    CompiledCacheArgs, OutputFormat, StoreArgs, engine_for, load_or_print, plugin_host,
+    print_commands,
 };
 
 #[derive(Subcommand)]
@@ -103,16 +104,8 @@ impl UserArgs {
 pub(crate) struct ExplainArgs {
     #[command(flatten)]
     user: UserArgs,
-    /// The store the host uses (a redb file, or `redis://...`): what Telegram holds at each
-    /// list and the user's record. Default: the config's `[state]`.
-    #[arg(long)]
-    state: Option<String>,
-    /// The bot's key prefix in Redis (default: the config's, else from --token).
-    #[arg(long)]
-    redis_prefix: Option<String>,
-    /// Bot token, only to derive the default Redis prefix (or CMDSCOPE_BOT_TOKEN).
-    #[arg(long, env = "CMDSCOPE_BOT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 fn parse_chat_type(s: &str) -> Result<ChatType, String> {
@@ -429,22 +422,7 @@ pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let lookup = &set as &dyn cmdscope::sources::PluginLookup;
     let (engine, _) = cmdscope::sources::engine(config.clone(), Some(lookup), None)
         .map_err(anyhow::Error::msg)?;
-    let backend = match args.state.as_deref() {
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            cmdscope::config::StateBackend::Redis {
-                url: url.to_string(),
-                key_prefix: args.redis_prefix.clone(),
-            }
-        }
-        Some(path) => cmdscope::config::StateBackend::File(std::path::absolute(path)?),
-        None => config.state.clone(),
-    };
-    let default_prefix = args.token.as_deref().map(cmdscope::redis::default_prefix);
-    let opened = cmdscope::backend::open(
-        &backend,
-        default_prefix.as_deref(),
-        &cmdscope::deliver::DeliveryOptions::default(),
-    )?;
+    let opened = args.store.open(&config)?;
     let plugin = |name: &str| {
         let plugin = set.loaded.iter().find(|p| p.info().name == name)?;
         Some(cmdscope::explain::PluginRef {

@@ -11,12 +11,13 @@ use crate::manager::{ListOutcome, UserOutcome};
 use crate::menu::BotCommand;
 use crate::resolve::ContextError;
 
-/// A request refused: `{"error": "...", "field": "..."}` with its status.
+/// A request refused: `{"error": "...", "field": "...", "reasons": [..]}` with its status.
 #[derive(Debug)]
 pub(super) struct ApiError {
     status: StatusCode,
     error: String,
     field: Option<String>,
+    reasons: Vec<String>,
 }
 
 impl ApiError {
@@ -25,7 +26,14 @@ impl ApiError {
             status,
             error: error.into(),
             field: None,
+            reasons: Vec::new(),
         }
+    }
+
+    /// Every reason, when there are several (a config's diagnostics).
+    pub(super) fn reasons(mut self, reasons: Vec<String>) -> ApiError {
+        self.reasons = reasons;
+        self
     }
 
     pub(super) fn about(mut self, field: &str) -> ApiError {
@@ -46,10 +54,13 @@ impl IntoResponse for ApiError {
             error: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             field: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            reasons: &'a [String],
         }
         let body = Body {
             error: &self.error,
             field: self.field.as_deref(),
+            reasons: &self.reasons,
         };
         (self.status, Json(body)).into_response()
     }

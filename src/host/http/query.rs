@@ -100,3 +100,21 @@ impl ContextQuery {
         UserContext::from_json(value)
     }
 }
+
+/// `POST /v1/impact?users=true`: list every user the change touches.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImpactQuery {
+    #[serde(default)]
+    pub(super) users: bool,
+}
+
+impl ImpactQuery {
+    pub(super) fn parse(raw: Option<&str>) -> Result<ImpactQuery, ContextError> {
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| {
+            let text = e.to_string();
+            let field = if text.contains("users") { "users" } else { "" };
+            ContextError::new(field, format!("{text} (the query takes users=true|false)"))
+        })
+    }
+}
