@@ -40,6 +40,9 @@ pub enum HostEvent {
         serving: Option<u64>,
         errors: Vec<String>,
     },
+    /// A plugin was rolled back: its previous version was written over its file by rename,
+    /// and reloads from there like any deploy (the folder holds what serves).
+    RolledBack(crate::plugin::RolledBack),
 }
 
 impl Serialize for HostEvent {
@@ -72,6 +75,7 @@ impl Serialize for HostEvent {
                 serving: Option<u64>,
                 errors: &'a [String],
             },
+            RolledBack(&'a crate::plugin::RolledBack),
         }
         match self {
             HostEvent::Plugin(event) => event.serialize(s),
@@ -114,6 +118,7 @@ impl Serialize for HostEvent {
                 errors,
             }
             .serialize(s),
+            HostEvent::RolledBack(rolled) => Tagged::RolledBack(rolled).serialize(s),
         }
     }
 }

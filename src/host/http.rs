@@ -6,6 +6,8 @@
 //! | `POST /v1/users` | key | one context or a list: each resolved and brought to Telegram |
 //! | `POST /v1/users/clear` | key | one context or a list: their own lists removed |
 //! | `POST /v1/impact` | key | what a candidate (component, or config text) would do |
+//! | `POST /v1/plugins/NAME/rollback` | key | the plugin's previous version back |
+//! | `GET /v1/plugins/NAME/versions` | | the versions kept for a rollback |
 //! | `GET /v1/preview?user_id=..` | | what that user would see; no Bot API call |
 //! | `GET /v1/suggest?user_id=..&text=..` | | the command of the user's menu they meant |
 //! | `GET /v1/explain?user_id=..` | | why the user sees their menu |
@@ -100,12 +102,14 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
                 host,
             ))),
         )
+        .route("/v1/plugins/{name}/rollback", post(rollback))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .merge(writes)
         .route("/v1/preview", get(preview))
         .route("/v1/suggest", get(suggest))
         .route("/v1/explain", get(explain))
+        .route("/v1/plugins/{name}/versions", get(versions))
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
@@ -449,6 +453,27 @@ async fn impact(
     }
 }
 
+/// `POST /v1/plugins/NAME/rollback`: the plugin's previous version back (see
+/// `Host::rollback`); answers what was written where. The reload and the reconciliation
+/// follow, as events.
+async fn rollback(
+    State(app): State<App>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match app.host.rollback(&name) {
+        Ok(rolled) => Json(rolled).into_response(),
+        Err(why) => ApiError::new(StatusCode::CONFLICT, why).into_response(),
+    }
+}
+
+/// `GET /v1/plugins/NAME/versions`: the versions kept for a rollback, oldest first.
+async fn versions(
+    State(app): State<App>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    Json(app.host.versions(&name)).into_response()
+}
+
 async fn events(
     State(app): State<App>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
@@ -473,6 +498,7 @@ async fn events(
                     HostEvent::Reconciled(_) => "reconciled".into(),
                     HostEvent::ReleaseServing { .. } => "release_serving".into(),
                     HostEvent::ReleaseRefused { .. } => "release_refused".into(),
+                    HostEvent::RolledBack(_) => "rolled_back".into(),
                 };
                 Event::default()
                     .event(name)

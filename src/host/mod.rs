@@ -32,6 +32,7 @@ pub mod http;
 mod impact;
 mod recent;
 mod reconcile;
+mod rollback;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -42,7 +42,8 @@ impl Recent {
             HostEvent::ConfigReloaded { .. } => self.config_errors.clear(),
             HostEvent::Reconciled(_)
             | HostEvent::ReleaseServing { .. }
-            | HostEvent::ReleaseRefused { .. } => {}
+            | HostEvent::ReleaseRefused { .. }
+            | HostEvent::RolledBack(_) => {}
         }
         if self.events.len() == RECENT {
             self.events.pop_back();

@@ -93,6 +93,8 @@ type SwapHook = Box<dyn Fn(&str) + Send + Sync>;
 /// What the handles and the reload thread share.
 struct Shared {
     host: PluginHost,
+    /// The last good versions of each plugin, beside the compiled cache (none without one).
+    shelf: Option<super::shelf::Shelf>,
     /// Absolute, decided once: every path the host reads is `dir` joined with a [`FileKey`].
     dir: PathBuf,
     config: ArcSwap<Config>,
@@ -101,6 +103,17 @@ struct Shared {
     events: broadcast::Sender<ReloadEvent>,
     /// Run after every swap, with the plugin name, before the event is sent.
     swap_hooks: RwLock<Vec<SwapHook>>,
+}
+
+/// A rollback made: `file` now holds version `to`, which serves once reloaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolledBack {
+    pub plugin: String,
+    pub file: String,
+    pub from: String,
+    pub from_sha256: String,
+    pub to: String,
+    pub to_sha256: String,
 }
 
 /// Every plugin of one folder, kept current. Cheap handles ([`HotResolver`], [`HotTranslator`])
@@ -125,9 +138,18 @@ impl LivePlugins {
     ) -> std::io::Result<Arc<LivePlugins>> {
         std::fs::read_dir(dir)?;
         let (events, _) = broadcast::channel(1024);
+        let dir = std::path::absolute(dir)?;
+        let shelf = host.compiled_cache().and_then(|cache| {
+            super::shelf::Shelf::open(cache.dir(), &dir)
+                .inspect_err(|e| {
+                    tracing::warn!("cannot keep plugin versions for rollback: {e}");
+                })
+                .ok()
+        });
         let shared = Arc::new(Shared {
             host,
-            dir: std::path::absolute(dir)?,
+            shelf,
+            dir,
             config: ArcSwap::new(config),
             slots: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -209,6 +231,57 @@ impl LivePlugins {
             Some(Slot::Translator(slot)) => Some(HotTranslator { slot: slot.clone() }),
             _ => None,
         }
+    }
+
+    /// The versions kept for `name`, oldest first (the last serves, unless a newer file is
+    /// loading); empty without a compiled cache.
+    pub fn versions(&self, name: &str) -> Vec<super::shelf::Shelved> {
+        self.shared
+            .shelf
+            .as_ref()
+            .map(|shelf| shelf.history(name))
+            .unwrap_or_default()
+    }
+
+    /// Puts the version of `name` that served before the current one back: its kept bytes
+    /// are written by rename over the file serving the name, and the folder reloads them
+    /// like any deploy (every check of a file, then the swap and the reconciliation). The
+    /// folder then holds what serves.
+    pub fn rollback(&self, name: &str) -> Result<RolledBack, String> {
+        let Some(shelf) = &self.shared.shelf else {
+            return Err("no versions are kept: the host keeps them beside its compiled cache, and runs without one".into());
+        };
+        let Some((_, serving)) = self.current().into_iter().find(|(n, _)| n == name) else {
+            return Err(format!("no plugin `{name}` serves"));
+        };
+        let serving = serving.info().clone();
+        let Some(previous) = shelf.previous(name, &serving.sha256) else {
+            return Err(format!(
+                "no earlier version of `{name}` is kept (versions kept: {})",
+                shelf.history(name).len()
+            ));
+        };
+        let bytes = shelf
+            .bytes(&previous.sha256)
+            .map_err(|e| format!("the kept copy of {} {}: {e}", name, previous.version))?;
+        let file = self.shared.dir.join(&serving.file);
+        super::shelf::write_by_rename(&file, &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        tracing::info!(
+            plugin = name,
+            from = %serving.version,
+            to = %previous.version,
+            file = %serving.file,
+            "rolled back: the previous version was written over the file"
+        );
+        Ok(RolledBack {
+            plugin: name.to_string(),
+            file: serving.file.clone(),
+            from: serving.version.clone(),
+            from_sha256: serving.sha256.clone(),
+            to: previous.version,
+            to_sha256: previous.sha256,
+        })
     }
 
     /// Looks at every file of the folder and returns once each new or changed one is loaded

@@ -42,6 +42,11 @@ impl PluginHost {
         self
     }
 
+    /// Where compiled plugins are kept, if anywhere.
+    pub fn compiled_cache(&self) -> Option<&CompiledCache> {
+        self.cache.as_ref()
+    }
+
     /// Compiles plugins with `compiler` (default: in process; see [`Compiler`]).
     pub fn with_compiler(mut self, compiler: Compiler) -> Self {
         self.compiler = compiler;

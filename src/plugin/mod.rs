@@ -24,6 +24,7 @@ mod load;
 mod log;
 mod sandbox;
 mod set;
+pub mod shelf;
 mod store;
 mod wasi;
 mod wasm;
@@ -42,7 +43,7 @@ pub use self::compile::{
 pub use self::error::LoadError;
 pub(crate) use self::error::{MAX_REASON, clip, clip_display, root_cause};
 pub use self::hot::{HotResolver, HotTranslator};
-pub use self::live::{LivePlugins, ReloadEvent, ReloadKind, WatchHandle, WatchOptions};
+pub use self::live::{LivePlugins, ReloadEvent, ReloadKind, RolledBack, WatchHandle, WatchOptions};
 pub use self::load::PluginHost;
 pub use self::sandbox::FIXED_WALL_CLOCK_SECS;
 pub use self::set::{FileRead, PluginSet, Rejected};

@@ -21,6 +21,7 @@ mod impact;
 mod new_plugin;
 mod plugins;
 mod release;
+mod rollout;
 mod run;
 mod sync;
 
@@ -90,6 +91,12 @@ enum Command {
     /// (with sample users), the candidate's fallbacks and the calls the swap would make. No Bot
     /// API call. Exit 1 when the candidate fails to load or validate.
     Impact(impact::ImpactArgs),
+    /// Rule changes on a running `serve`: roll a plugin back in one step, list the versions
+    /// kept for it.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
+    },
     /// Inspect and test plugin files.
     Plugins {
         #[command(subcommand)]
@@ -189,6 +196,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Resolve(args) => plugins::resolve(args).await,
         Command::Explain(args) => plugins::explain(args).await,
         Command::Impact(args) => impact::run(args).await,
+        Command::Rollout { command } => rollout::run(command).await,
         Command::Plugins { command } => plugins::run(command),
         Command::NewPlugin(args) => new_plugin::run(args),
         Command::Demo => demo::run().await,

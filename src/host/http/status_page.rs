@@ -218,6 +218,11 @@ pub(super) async fn page(State(app): State<App>, RawQuery(raw): RawQuery) -> imp
                 format!("release {release}"),
                 errors.join("; "),
             ),
+            HostEvent::RolledBack(r) => (
+                "RolledBack".into(),
+                format!("{} ({})", r.plugin, r.file),
+                format!("{} -> {}", r.from, r.to),
+            ),
             HostEvent::Reconciled(r) => (
                 "Reconciled".into(),
                 format!("{} users examined", r.users_examined),

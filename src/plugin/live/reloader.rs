@@ -268,6 +268,7 @@ impl Reloader {
             },
         );
         let host = self.shared.host.clone();
+        let shelf = self.shared.shelf.clone();
         let settings = self.shared.config.load().plugin_settings.clone();
         let tx = self.tx.clone();
         let file = key.to_string_lossy().into_owned();
@@ -275,6 +276,12 @@ impl Reloader {
             .name("cmdscope-load".into())
             .spawn(move || {
                 let result = host.load_bytes(&bytes, &file, &settings);
+                // Kept for a rollback before it may serve; the reload thread records it.
+                if let (Ok(_), Some(shelf)) = (&result, &shelf)
+                    && let Err(e) = shelf.keep(&sha256, &bytes)
+                {
+                    tracing::warn!(file, "cannot keep this version for rollback: {e}");
+                }
                 let _ = tx.send(Msg::Loaded(Box::new(Finished {
                     key,
                     job,
@@ -349,6 +356,7 @@ impl Reloader {
     fn serve(&mut self, key: &FileKey, plugin: Plugin, started: Instant) {
         let name = plugin.info().name.clone();
         let sha256 = plugin.info().sha256.clone();
+        let version = plugin.info().version.clone();
         let kind = self.shared.swap(plugin);
         for hook in self
             .shared
@@ -358,6 +366,19 @@ impl Reloader {
             .iter()
         {
             hook(&name);
+        }
+        if let Some(shelf) = &self.shared.shelf {
+            let version = crate::plugin::shelf::Shelved {
+                sha256: sha256.clone(),
+                version: version.clone(),
+                file: key.to_string_lossy().into_owned(),
+                served_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            if let Err(e) = shelf.served(&name, version) {
+                tracing::warn!(plugin = %name, "cannot record this version for rollback: {e}");
+            }
         }
         let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let previous = self

@@ -1,0 +1,150 @@
+//! Rollback in one step: a `serve` keeps the versions that served each plugin (beside its
+//! compiled cache); `POST /v1/plugins/NAME/rollback` writes the previous one back over the
+//! plugin's file and every user it moved is brought back in one reconciliation; the CLI's
+//! `rollout rollback` undoes the rollback the same way.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::serve::{KEY, post, serve_with, wait_healthy};
+use common::users::{context, post_users, premium_in_v2, wrong_after};
+use common::{emulator, plugin_bytes, shop_folder};
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// setMyCommands calls since `from` (an index into the emulator's call log).
+fn sets_since(running: &cmdscope::emulator::RunningEmulator, from: usize) -> usize {
+    running.emulator.call_log()[from..]
+        .iter()
+        .filter(|c| c.method == "setMyCommands")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_puts_the_previous_version_back_and_every_moved_user_with_it() {
+    let running = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, plugins) = shop_folder(dir.path());
+    let cache = dir.path().join("compiled");
+    let server = serve_with(
+        &running,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--compiled-cache",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &server.url).await;
+    let users: Vec<i64> = (1..=100).collect();
+    let all: Vec<Value> = users.iter().map(|&id| context(id)).collect();
+    post_users(&client, &server.url, &all).await;
+    let moved = users.iter().filter(|&&id| premium_in_v2(id)).count();
+
+    // Nothing to go back to yet.
+    let rollback = |key: Option<&str>| {
+        post(
+            &client,
+            &server.url,
+            "/v1/plugins/tiered-resolver/rollback",
+            key,
+        )
+        .send()
+    };
+    assert_eq!(rollback(None).await.unwrap().status(), 401);
+    let r = rollback(Some(KEY)).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let why: Value = r.json().await.unwrap();
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("no earlier version"),
+        "{why}"
+    );
+
+    // Version 2 deployed: the loyal customers become premium.
+    let v1 = plugin_bytes("tiered-resolver");
+    let v2 = plugin_bytes("tiered-resolver-v2");
+    let file = plugins.join("tiered.wasm");
+    let tmp = plugins.join(".tiered.wasm.incoming");
+    std::fs::write(&tmp, &v2).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let left = wrong_after(&running, &users, Duration::from_secs(30), premium_in_v2).await;
+    assert!(left.is_empty(), "not moved by version 2: {left:?}");
+    let versions: Value = client
+        .get(format!(
+            "{}/v1/plugins/tiered-resolver/versions",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kept: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["0.1.0", "2.0.0"], "{versions:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // One step back: the file holds version 1 again, and every moved user follows it.
+    let from = running.emulator.call_log().len();
+    let r = rollback(Some(KEY)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rolled: Value = r.json().await.unwrap();
+    assert_eq!(rolled["from"], "2.0.0", "{rolled}");
+    assert_eq!(rolled["to"], "0.1.0", "{rolled}");
+    assert_eq!(rolled["file"], "tiered.wasm");
+    assert_eq!(sha256(&std::fs::read(&file).unwrap()), sha256(&v1));
+    let left = wrong_after(&running, &users, Duration::from_secs(30), |_| false).await;
+    assert!(left.is_empty(), "still on version 2: {left:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sets_since(&running, from),
+        moved,
+        "one call per user the rollback moves, no more"
+    );
+
+    // The CLI undoes the rollback the same way.
+    let from = running.emulator.call_log().len();
+    let out = std::process::Command::new(common::process::BIN)
+        .args([
+            "rollout",
+            "rollback",
+            "tiered-resolver",
+            "--url",
+            &server.url,
+        ])
+        .env("CMDSCOPE_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("tiered-resolver: 0.1.0 -> 2.0.0"), "{said}");
+    let left = wrong_after(&running, &users, Duration::from_secs(30), premium_in_v2).await;
+    assert!(left.is_empty(), "not back on version 2: {left:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sets_since(&running, from), moved);
+    drop(server);
+}
