@@ -42,18 +42,21 @@ pub fn recorder_installed() {
     EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The handles of some series, labelled with one name (a resolver's, a plugin's), registered
-/// when first used and again after a recorder is installed.
+/// The handles of some series, labelled with a few names (a resolver's; a plugin's and its
+/// version), registered when first used and again after a recorder is installed.
 pub(crate) struct Series<T> {
-    label: SharedString,
-    register: fn(&SharedString) -> T,
+    labels: Box<[SharedString]>,
+    register: fn(&[SharedString]) -> T,
     current: ArcSwapOption<(u64, T)>,
 }
 
 impl<T> Series<T> {
-    pub(crate) fn new(label: &str, register: fn(&SharedString) -> T) -> Series<T> {
+    pub(crate) fn new(labels: &[&str], register: fn(&[SharedString]) -> T) -> Series<T> {
         Series {
-            label: SharedString::from_shared(Arc::from(label)),
+            labels: labels
+                .iter()
+                .map(|l| SharedString::from_shared(Arc::from(*l)))
+                .collect(),
             register,
             current: ArcSwapOption::empty(),
         }
@@ -69,7 +72,7 @@ impl<T> Series<T> {
         match &*current {
             Some(held) if held.0 == epoch => use_them(&held.1),
             _ => {
-                let fresh = Arc::new((epoch, (self.register)(&self.label)));
+                let fresh = Arc::new((epoch, (self.register)(&self.labels)));
                 use_them(&fresh.1);
                 self.current.store(Some(fresh));
             }
@@ -86,11 +89,14 @@ pub(crate) struct Resolutions {
 }
 
 pub(crate) fn resolutions(resolver: &str) -> Series<Resolutions> {
-    Series::new(resolver, |r| Resolutions {
-        ok: counter!("cmdscope_resolutions_total", "resolver" => r.clone(), "outcome" => "ok"),
-        error: counter!("cmdscope_resolutions_total", "resolver" => r.clone(), "outcome" => "error"),
-        unknown: counter!("cmdscope_resolutions_total", "resolver" => r.clone(), "outcome" => "unknown_profile"),
-        seconds: histogram!("cmdscope_resolve_seconds", "resolver" => r.clone()),
+    Series::new(&[resolver], |labels| {
+        let r = &labels[0];
+        Resolutions {
+            ok: counter!("cmdscope_resolutions_total", "resolver" => r.clone(), "outcome" => "ok"),
+            error: counter!("cmdscope_resolutions_total", "resolver" => r.clone(), "outcome" => "error"),
+            unknown: counter!("cmdscope_resolutions_total", "resolver" => r.clone(), "outcome" => "unknown_profile"),
+            seconds: histogram!("cmdscope_resolve_seconds", "resolver" => r.clone()),
+        }
     })
 }
 
@@ -115,20 +121,29 @@ pub(crate) struct CacheLookups {
 }
 
 pub(crate) fn cache_lookups(plugin: &str) -> Series<CacheLookups> {
-    Series::new(plugin, |p| CacheLookups {
-        hit: counter!("cmdscope_output_cache_total", "plugin" => p.clone(), "result" => "hit"),
-        miss: counter!("cmdscope_output_cache_total", "plugin" => p.clone(), "result" => "miss"),
-        bypass: counter!("cmdscope_output_cache_total", "plugin" => p.clone(), "result" => "bypass"),
+    Series::new(&[plugin], |labels| {
+        let p = &labels[0];
+        CacheLookups {
+            hit: counter!("cmdscope_output_cache_total", "plugin" => p.clone(), "result" => "hit"),
+            miss: counter!("cmdscope_output_cache_total", "plugin" => p.clone(), "result" => "miss"),
+            bypass: counter!("cmdscope_output_cache_total", "plugin" => p.clone(), "result" => "bypass"),
+        }
     })
 }
 
-/// The outcomes of a plugin's calls, in the order of [`PLUGIN_OUTCOMES`].
-pub(crate) struct PluginCalls([Counter; PLUGIN_OUTCOMES.len()]);
+/// One plugin version's calls: outcomes in the order of [`PLUGIN_OUTCOMES`], and the time of
+/// each crossing by WIT function (in the order of [`PLUGIN_FUNCTIONS`]).
+pub(crate) struct PluginCalls {
+    outcomes: [Counter; PLUGIN_OUTCOMES.len()],
+    seconds: [Histogram; PLUGIN_FUNCTIONS.len()],
+}
 
-/// `ok`, `rejected` (the plugin said no), `quarantined`, or the failure.
-pub(crate) const PLUGIN_OUTCOMES: [&str; 9] = [
+/// `ok`, `rejected` (the plugin said no), `undeclared` (a profile it did not declare),
+/// `quarantined`, or the failure.
+pub const PLUGIN_OUTCOMES: [&str; 10] = [
     "ok",
     "rejected",
+    "undeclared",
     "quarantined",
     "timeout",
     "memory_limit",
@@ -138,18 +153,34 @@ pub(crate) const PLUGIN_OUTCOMES: [&str; 9] = [
     "malformed",
 ];
 
-pub(crate) fn plugin_calls(plugin: &str) -> Series<PluginCalls> {
-    Series::new(plugin, |p| {
-        PluginCalls(PLUGIN_OUTCOMES.map(|outcome| {
-            counter!("cmdscope_plugin_calls_total", "plugin" => p.clone(), "outcome" => outcome)
-        }))
+/// The WIT functions a host calls on a plugin.
+pub const PLUGIN_FUNCTIONS: [&str; 4] =
+    ["resolve", "resolve-batch", "translate", "translate-batch"];
+
+pub(crate) fn plugin_calls(plugin: &str, version: &str) -> Series<PluginCalls> {
+    Series::new(&[plugin, version], |labels| {
+        let (p, v) = (&labels[0], &labels[1]);
+        PluginCalls {
+            outcomes: PLUGIN_OUTCOMES.map(|outcome| {
+                counter!("cmdscope_plugin_calls_total", "plugin" => p.clone(), "version" => v.clone(), "outcome" => outcome)
+            }),
+            seconds: PLUGIN_FUNCTIONS.map(|function| {
+                histogram!("cmdscope_plugin_call_seconds", "plugin" => p.clone(), "version" => v.clone(), "function" => function)
+            }),
+        }
     })
 }
 
 impl PluginCalls {
     pub(crate) fn record(&self, outcome: &str) {
         if let Some(i) = PLUGIN_OUTCOMES.iter().position(|o| *o == outcome) {
-            self.0[i].increment(1);
+            self.outcomes[i].increment(1);
+        }
+    }
+
+    pub(crate) fn took(&self, function: &str, elapsed: Duration) {
+        if let Some(i) = PLUGIN_FUNCTIONS.iter().position(|f| *f == function) {
+            self.seconds[i].record(elapsed.as_secs_f64());
         }
     }
 }
@@ -173,7 +204,7 @@ const STATUSES: [&str; 6] = [
 fn updates() -> &'static Series<Updates> {
     static UPDATES: std::sync::OnceLock<Series<Updates>> = std::sync::OnceLock::new();
     UPDATES.get_or_init(|| {
-        Series::new("", |_| Updates {
+        Series::new(&[], |_| Updates {
             by_status: STATUSES
                 .map(|status| counter!("cmdscope_user_updates_total", "status" => status)),
             seconds: histogram!("cmdscope_update_user_seconds"),

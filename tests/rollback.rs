@@ -102,6 +102,41 @@ async fn a_rollback_puts_the_previous_version_back_and_every_moved_user_with_it(
         .map(|v| v["version"].as_str().unwrap())
         .collect();
     assert_eq!(kept, ["0.1.0", "2.0.0"], "{versions:#}");
+    // The new version's calls are counted apart: the reconciliation resolved every known
+    // user through it once, none fell back.
+    let status: Value = client
+        .get(format!("{}/status.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resolver = status["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tiered-resolver")
+        .unwrap();
+    assert_eq!(resolver["version"], "2.0.0");
+    let answers = resolver["calls"]["answers"].as_u64().unwrap();
+    assert!(answers >= users.len() as u64, "{resolver:#}");
+    assert_eq!(resolver["calls"]["fallbacks"], 0, "{resolver:#}");
+    assert!(resolver["calls"]["crossings"].as_u64().unwrap() > 0);
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"cmdscope_plugin_calls_total{plugin="tiered-resolver",version="2.0.0",outcome="ok"}"#
+        ),
+        "{metrics}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // One step back: the file holds version 1 again, and every moved user follows it.

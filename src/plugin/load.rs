@@ -167,7 +167,8 @@ impl PluginHost {
                 let info = introduce(calls.as_ref(), &|| calls.info())?;
                 Ok(Plugin::Resolver(Arc::new(WasmResolver {
                     identity: identity(&info, settings),
-                    calls_series: crate::metrics::plugin_calls(&info.name),
+                    calls_series: crate::metrics::plugin_calls(&info.name, &info.version),
+                    stats: Default::default(),
                     breaker,
                     calls,
                     info,
@@ -178,7 +179,8 @@ impl PluginHost {
                 let info = introduce(calls.as_ref(), &|| calls.info())?;
                 Ok(Plugin::Translator(Arc::new(WasmTranslator {
                     identity: identity(&info, settings),
-                    calls_series: crate::metrics::plugin_calls(&info.name),
+                    calls_series: crate::metrics::plugin_calls(&info.name, &info.version),
+                    stats: Default::default(),
                     breaker,
                     calls,
                     info,

@@ -25,6 +25,7 @@ mod log;
 mod sandbox;
 mod set;
 pub mod shelf;
+pub mod stats;
 mod store;
 mod wasi;
 mod wasm;
@@ -119,6 +120,14 @@ impl Plugin {
         PluginLimits {
             memory_bytes: limits.memory_bytes,
             timeout: limits.timeout,
+        }
+    }
+
+    /// This version's calls: outcomes and latency (see [`stats`]).
+    pub fn call_summary(&self) -> stats::CallSummary {
+        match self {
+            Plugin::Resolver(r) => r.call_summary(),
+            Plugin::Translator(t) => t.call_summary(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::breaker::Breaker;
 use super::calls::{ResolverCalls, TranslatorCalls};
 use super::instances::CallFailure;
+use super::stats::{CallStats, CallSummary};
 use super::{PluginInfo, clip};
 use crate::resolve::{ResolveError, Resolver, Translator, UserContext};
 use crate::scope::Lang;
@@ -19,11 +20,17 @@ pub struct WasmResolver {
     pub(super) calls: Box<dyn ResolverCalls>,
     pub(super) breaker: Breaker,
     pub(super) calls_series: crate::metrics::Series<crate::metrics::PluginCalls>,
+    /// This version's calls (a swap starts a new count).
+    pub(super) stats: CallStats,
 }
 
 impl WasmResolver {
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    pub fn call_summary(&self) -> CallSummary {
+        self.stats.summary()
     }
 
     /// True while the plugin is quarantined after repeated crashes.
@@ -39,6 +46,7 @@ impl WasmResolver {
     fn not_quarantined(&self) -> Result<(), ResolveError> {
         self.breaker.may_call().map_err(|left| {
             self.calls_series.with(|c| c.record("quarantined"));
+            self.stats.outcome("quarantined");
             ResolveError::Failed(format!(
                 "plugin is quarantined after repeated failures ({} s left)",
                 left.as_secs()
@@ -67,11 +75,20 @@ impl WasmResolver {
 
     fn count(&self, result: &Result<Result<String, String>, CallFailure>) {
         let outcome = match result {
+            // The engine falls back for a profile the plugin did not declare: so does its count.
+            Ok(Ok(profile)) if !self.info.profiles.iter().any(|p| p == profile) => "undeclared",
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "rejected",
             Err(failure) => failure.kind(),
         };
         self.calls_series.with(|c| c.record(outcome));
+        self.stats.outcome(outcome);
+    }
+
+    fn took(&self, function: &str, started: std::time::Instant) {
+        let elapsed = started.elapsed();
+        self.stats.took(elapsed);
+        self.calls_series.with(|c| c.took(function, elapsed));
     }
 
     /// The engine's answer; a failure names the plugin, its version and sha256 and the WIT
@@ -102,7 +119,9 @@ impl Resolver for WasmResolver {
         let _span =
             tracing::trace_span!("plugin_call", plugin = %self.info.name, function = "resolve")
                 .entered();
+        let started = std::time::Instant::now();
         let result = self.calls.resolve(ctx).and_then(|a| self.answer(a));
+        self.took("resolve", started);
         self.record(&result);
         self.resolution("resolve", result)
     }
@@ -114,6 +133,9 @@ impl Resolver for WasmResolver {
         let mut out = Vec::with_capacity(ctxs.len());
         for page in ctxs.chunks(BATCH) {
             if let Err(e) = self.not_quarantined() {
+                for _ in 1..page.len() {
+                    self.stats.outcome("quarantined");
+                }
                 out.extend(page.iter().map(|_| Err(e.clone())));
                 continue;
             }
@@ -124,7 +146,10 @@ impl Resolver for WasmResolver {
                 users = page.len()
             )
             .entered();
-            match self.calls.resolve_batch(page) {
+            let started = std::time::Instant::now();
+            let answers = self.calls.resolve_batch(page);
+            self.took("resolve-batch", started);
+            match answers {
                 Ok(answers) => {
                     self.breaker.record(true);
                     for answer in answers {
@@ -161,6 +186,8 @@ pub struct WasmTranslator {
     pub(super) calls: Box<dyn TranslatorCalls>,
     pub(super) breaker: Breaker,
     pub(super) calls_series: crate::metrics::Series<crate::metrics::PluginCalls>,
+    /// This version's calls (a swap starts a new count).
+    pub(super) stats: CallStats,
 }
 
 impl WasmTranslator {
@@ -168,20 +195,30 @@ impl WasmTranslator {
         &self.info
     }
 
+    pub fn call_summary(&self) -> CallSummary {
+        self.stats.summary()
+    }
+
     fn guarded<R>(&self, what: &str, call: impl FnOnce() -> Result<R, CallFailure>) -> Option<R> {
         let _span = tracing::trace_span!("plugin_call", plugin = %self.info.name, function = what)
             .entered();
         if self.breaker.may_call().is_err() {
             self.calls_series.with(|c| c.record("quarantined"));
+            self.stats.outcome("quarantined");
             return None;
         }
+        let started = std::time::Instant::now();
         let result = call();
+        let elapsed = started.elapsed();
+        self.stats.took(elapsed);
+        self.calls_series.with(|c| c.took(what, elapsed));
         self.breaker.record(result.is_ok());
         let outcome = match &result {
             Ok(_) => "ok",
             Err(failure) => failure.kind(),
         };
         self.calls_series.with(|c| c.record(outcome));
+        self.stats.outcome(outcome);
         match result {
             Ok(r) => Some(r),
             Err(failure) => {

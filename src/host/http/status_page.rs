@@ -102,13 +102,14 @@ pub(super) async fn page(State(app): State<App>, RawQuery(raw): RawQuery) -> imp
             escape(&live.dir().display().to_string()),
             live.generation()
         );
-        html.push_str("<h2>Plugins</h2><table id=\"plugins\"><tr><th>name</th><th>world</th><th>version</th><th>sha256</th><th>generation</th><th>file</th><th>last error</th></tr>");
+        html.push_str("<h2>Plugins</h2><table id=\"plugins\"><tr><th>name</th><th>world</th><th>version</th><th>sha256</th><th>generation</th><th>file</th><th>answers</th><th>fallbacks</th><th>p50 / p99 per crossing</th><th>last error</th></tr>");
         let current = live.current();
         for (name, plugin) in &current {
             let info = plugin.info();
+            let calls = plugin.call_summary();
             let _ = write!(
                 html,
-                "<tr class=\"plugin\" data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{}</td><td><code title=\"{sha}\">{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"plugin\" data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{}</td><td><code title=\"{sha}\">{}</code></td><td>{}</td><td>{}</td><td class=\"answers\">{}</td><td class=\"fallbacks\">{}</td><td>{} us / {} us</td><td>{}</td></tr>",
                 info.world,
                 escape(&info.version),
                 &info.sha256[..12.min(info.sha256.len())],
@@ -118,6 +119,10 @@ pub(super) async fn page(State(app): State<App>, RawQuery(raw): RawQuery) -> imp
                     .map(|g| g.to_string())
                     .unwrap_or_default(),
                 escape(&info.file),
+                calls.answers,
+                calls.fallbacks,
+                calls.p50_us,
+                calls.p99_us,
                 escape(
                     recent
                         .last_error
@@ -303,7 +308,7 @@ pub(super) async fn json(State(app): State<App>) -> impl IntoResponse {
         .into_iter()
         .map(|(name, plugin)| {
             let info = plugin.info();
-            json!({"name": name, "world": info.world.to_string(), "version": info.version, "sha256": info.sha256, "file": info.file})
+            json!({"name": name, "world": info.world.to_string(), "version": info.version, "sha256": info.sha256, "file": info.file, "calls": plugin.call_summary()})
         })
         .collect();
     let known = match host.manager().and_then(|m| m.known_users()) {
