@@ -24,6 +24,7 @@ pub mod plan;
 pub mod redis;
 pub mod release;
 pub mod resolve;
+pub mod rollout;
 pub mod scope;
 pub mod sources;
 pub mod state;

@@ -55,6 +55,26 @@ pub struct Config {
     pub state: StateBackend,
     /// How many users the host remembers for reconciliation, and for how long (`[known_users]`).
     pub known_users: KnownUsersSettings,
+    /// When a staged rollout aborts by itself (`[rollout]`).
+    pub rollout: RolloutSettings,
+}
+
+/// `[rollout]`: a staged plugin version is taken back by itself once more than
+/// `max_fallback_percent` of its answers fell back (errors, traps, undeclared profiles),
+/// counted over at least `min_calls` answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RolloutSettings {
+    pub max_fallback_percent: f64,
+    pub min_calls: u64,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        RolloutSettings {
+            max_fallback_percent: 1.0,
+            min_calls: 100,
+        }
+    }
 }
 
 /// `[known_users]`: the users a running host remembers (their last context), so that a new

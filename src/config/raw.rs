@@ -29,6 +29,14 @@ pub(super) struct RawConfig {
     pub cache: RawCache,
     pub state: RawState,
     pub known_users: RawKnownUsers,
+    pub rollout: RawRollout,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawRollout {
+    pub max_fallback_percent: Option<f64>,
+    pub min_calls: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,7 +123,9 @@ const TOP_KEYS: &[&str] = &[
     "cache",
     "state",
     "known_users",
+    "rollout",
 ];
+const ROLLOUT_KEYS: &[&str] = &["max_fallback_percent", "min_calls"];
 const KNOWN_USERS_KEYS: &[&str] = &["max", "forget_after_days"];
 const STATE_KEYS: &[&str] = &["backend", "path", "url", "key_prefix"];
 const CACHE_KEYS: &[&str] = &["capacity", "ttl_s"];
@@ -203,6 +213,7 @@ fn unknown_key(file: &str, segments: &[Segment]) -> Diagnostic {
         [Segment::Key(t), _] if t == "cache" => CACHE_KEYS,
         [Segment::Key(t), _] if t == "state" => STATE_KEYS,
         [Segment::Key(t), _] if t == "known_users" => KNOWN_USERS_KEYS,
+        [Segment::Key(t), _] if t == "rollout" => ROLLOUT_KEYS,
         _ => &[],
     };
     let fix = match suggest(key, known.iter().copied()) {

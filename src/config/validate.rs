@@ -83,6 +83,7 @@ pub(super) fn validate(
             .forget_after_days
             .unwrap_or(super::KnownUsersSettings::default().forget_after_days),
     };
+    let rollout = rollout(&raw, &mut r);
     let plugin_settings = plugin_settings(&raw, &sandbox, &mut r);
     for (i, entry) in raw.translators.iter().enumerate() {
         if let Err(e) = crate::catalog::TranslatorSource::parse(entry, std::path::Path::new(".")) {
@@ -135,6 +136,7 @@ pub(super) fn validate(
             cache,
             state,
             known_users,
+            rollout,
         },
         warnings: r.warnings,
     })
@@ -825,5 +827,26 @@ fn state(raw: &RawConfig, r: &mut Report) -> super::StateBackend {
             );
             StateBackend::Memory
         }
+    }
+}
+
+/// `[rollout]`: when a staged plugin version is taken back by itself.
+fn rollout(raw: &RawConfig, r: &mut Report) -> super::RolloutSettings {
+    let defaults = super::RolloutSettings::default();
+    let max_fallback_percent = match raw.rollout.max_fallback_percent {
+        None => defaults.max_fallback_percent,
+        Some(p) if (0.0..=100.0).contains(&p) => p,
+        Some(p) => {
+            r.error(
+                "rollout.max_fallback_percent",
+                format!("{p} is not a percentage"),
+                "give a number from 0 to 100 (default 1)",
+            );
+            defaults.max_fallback_percent
+        }
+    };
+    super::RolloutSettings {
+        max_fallback_percent,
+        min_calls: raw.rollout.min_calls.unwrap_or(defaults.min_calls).max(1),
     }
 }

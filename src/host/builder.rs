@@ -203,6 +203,23 @@ impl HostBuilder {
                 (Some(live), Some(events))
             }
         };
+        let backend = match self.store.clone() {
+            Some(store) => crate::backend::Opened {
+                store,
+                shared: None,
+            },
+            None => {
+                let named = self.state.clone().unwrap_or_else(|| config.state.clone());
+                crate::backend::open(&named, self.redis_prefix.as_deref(), &self.delivery)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source))?
+            }
+        };
+        // A rollout under way serves from the first engine on (no canary user moved back
+        // and forth by a restart).
+        let restored = match &live {
+            Some(live) => super::rollout::restore(backend.store.as_ref(), live, &config).await,
+            None => None,
+        };
         let mut following = Default::default();
         let (engine, skipped) = match first_release {
             #[cfg(feature = "redis")]
@@ -215,13 +232,20 @@ impl HostBuilder {
             }
             #[cfg(not(feature = "redis"))]
             Some(never) => match never {},
-            None => crate::sources::engine(
-                config.clone(),
-                live.as_deref()
-                    .map(|l| l as &dyn crate::sources::PluginLookup),
-                self.resolver.clone(),
-            )
-            .map_err(anyhow::Error::msg)?,
+            None => {
+                let staged = live.as_deref().map(|live| super::rollout::Staged {
+                    live,
+                    active: restored.clone(),
+                });
+                crate::sources::engine(
+                    config.clone(),
+                    staged
+                        .as_ref()
+                        .map(|s| s as &dyn crate::sources::PluginLookup),
+                    self.resolver.clone(),
+                )
+                .map_err(anyhow::Error::msg)?
+            }
         };
         if !skipped.is_empty() {
             tracing::warn!(
@@ -230,17 +254,6 @@ impl HostBuilder {
                 skipped.join(", ")
             );
         }
-        let backend = match self.store.clone() {
-            Some(store) => crate::backend::Opened {
-                store,
-                shared: None,
-            },
-            None => {
-                let named = self.state.clone().unwrap_or_else(|| config.state.clone());
-                crate::backend::open(&named, self.redis_prefix.as_deref(), &self.delivery)
-                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source))?
-            }
-        };
         #[cfg(feature = "redis")]
         let follows = self.releases.is_some();
         #[cfg(not(feature = "redis"))]
@@ -281,6 +294,7 @@ impl HostBuilder {
             config_watch: Mutex::new(None),
             recent: self.recent.clone(),
             impact_running: tokio::sync::Mutex::new(()),
+            rollout: arc_swap::ArcSwapOption::new(restored),
         });
         inner
             .helpers

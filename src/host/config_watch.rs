@@ -319,10 +319,11 @@ fn waiting_for_now(inner: &Inner, config: &Config) -> Vec<String> {
 /// resolver's profiles, the plugins and catalogs it names. Then the plugins follow it (parked
 /// files, changed settings) and its engine is built.
 fn check_and_build(inner: &Inner, config: &Config) -> Result<crate::engine::Engine, Vec<String>> {
-    let lookup = inner
-        .live
-        .as_deref()
-        .map(|l| l as &dyn crate::sources::PluginLookup);
+    // With a rollout under way, its split resolver stays in place.
+    let staged = inner.staged();
+    let lookup = staged
+        .as_ref()
+        .map(|s| s as &dyn crate::sources::PluginLookup);
     let mut errors = Vec::new();
     if let (Some(live), Some(name)) = (&inner.live, &config.resolver)
         && let Some((_, plugin @ Plugin::Resolver(_))) =

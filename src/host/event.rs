@@ -43,6 +43,14 @@ pub enum HostEvent {
     /// A plugin was rolled back: its previous version was written over its file by rename,
     /// and reloads from there like any deploy (the folder holds what serves).
     RolledBack(crate::plugin::RolledBack),
+    /// A staged rollout `started`, was `followed` from the store, `changed`, `promoted`,
+    /// `aborted` (the reason says why: a request, or the fallback limit) or `ended` (taken
+    /// back by another worker).
+    Rollout {
+        action: &'static str,
+        rollout: crate::rollout::Rollout,
+        reason: Option<String>,
+    },
 }
 
 impl Serialize for HostEvent {
@@ -76,6 +84,13 @@ impl Serialize for HostEvent {
                 errors: &'a [String],
             },
             RolledBack(&'a crate::plugin::RolledBack),
+            Rollout {
+                action: &'a str,
+                #[serde(flatten)]
+                rollout: &'a crate::rollout::Rollout,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                reason: Option<&'a str>,
+            },
         }
         match self {
             HostEvent::Plugin(event) => event.serialize(s),
@@ -119,6 +134,16 @@ impl Serialize for HostEvent {
             }
             .serialize(s),
             HostEvent::RolledBack(rolled) => Tagged::RolledBack(rolled).serialize(s),
+            HostEvent::Rollout {
+                action,
+                rollout,
+                reason,
+            } => Tagged::Rollout {
+                action,
+                rollout,
+                reason: reason.as_deref(),
+            }
+            .serialize(s),
         }
     }
 }

@@ -8,6 +8,10 @@
 //! | `POST /v1/impact` | key | what a candidate (component, or config text) would do |
 //! | `POST /v1/plugins/NAME/rollback` | key | the plugin's previous version back |
 //! | `GET /v1/plugins/NAME/versions` | | the versions kept for a rollback |
+//! | `POST /v1/rollouts?percent=P` | key | stage a resolver version (the body) on P% of users |
+//! | `GET /v1/rollouts` | | the rollout under way: share, counts of both versions |
+//! | `POST /v1/rollouts/current/promote` | key | the candidate for everyone |
+//! | `POST /v1/rollouts/current/abort` | key | the candidate taken back |
 //! | `GET /v1/preview?user_id=..` | | what that user would see; no Bot API call |
 //! | `GET /v1/suggest?user_id=..&text=..` | | the command of the user's menu they meant |
 //! | `GET /v1/explain?user_id=..` | | why the user sees their menu |
@@ -103,6 +107,14 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
             ))),
         )
         .route("/v1/plugins/{name}/rollback", post(rollback))
+        .route(
+            "/v1/rollouts",
+            post(start_rollout).layer(axum::extract::DefaultBodyLimit::max(impact_body_limit(
+                host,
+            ))),
+        )
+        .route("/v1/rollouts/current/promote", post(promote_rollout))
+        .route("/v1/rollouts/current/abort", post(abort_rollout))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .merge(writes)
@@ -110,6 +122,7 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
         .route("/v1/suggest", get(suggest))
         .route("/v1/explain", get(explain))
         .route("/v1/plugins/{name}/versions", get(versions))
+        .route("/v1/rollouts", get(rollout_status))
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
@@ -474,6 +487,61 @@ async fn versions(
     Json(app.host.versions(&name)).into_response()
 }
 
+fn rollout_error(e: super::RolloutError) -> Response {
+    match e {
+        super::RolloutError::Invalid(why) => {
+            ApiError::new(StatusCode::BAD_REQUEST, why).into_response()
+        }
+        super::RolloutError::Refused(reasons) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the candidate cannot serve",
+        )
+        .reasons(reasons)
+        .into_response(),
+        super::RolloutError::Conflict(why) => {
+            ApiError::new(StatusCode::CONFLICT, why).into_response()
+        }
+        super::RolloutError::Store(e) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+    }
+}
+
+/// `POST /v1/rollouts?percent=P`: stages the body (a resolver component) on P% of users.
+async fn start_rollout(
+    State(app): State<App>,
+    RawQuery(raw): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    let percent = match query::RolloutQuery::parse(raw.as_deref()) {
+        Ok(q) => q.percent,
+        Err(why) => return ApiError::query(why).into_response(),
+    };
+    match app.host.start_rollout(body.to_vec(), percent).await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => rollout_error(e),
+    }
+}
+
+/// `GET /v1/rollouts`: the rollout under way on this worker, or `null`.
+async fn rollout_status(State(app): State<App>) -> Response {
+    Json(app.host.rollout_status()).into_response()
+}
+
+async fn promote_rollout(State(app): State<App>) -> Response {
+    match app.host.promote_rollout().await {
+        Ok(rollout) => Json(rollout).into_response(),
+        Err(e) => rollout_error(e),
+    }
+}
+
+async fn abort_rollout(State(app): State<App>) -> Response {
+    match app.host.abort_rollout("aborted by request").await {
+        Ok(rollout) => Json(rollout).into_response(),
+        Err(e) => rollout_error(e),
+    }
+}
+
 async fn events(
     State(app): State<App>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
@@ -499,6 +567,7 @@ async fn events(
                     HostEvent::ReleaseServing { .. } => "release_serving".into(),
                     HostEvent::ReleaseRefused { .. } => "release_refused".into(),
                     HostEvent::RolledBack(_) => "rolled_back".into(),
+                    HostEvent::Rollout { .. } => "rollout".into(),
                 };
                 Event::default()
                     .event(name)

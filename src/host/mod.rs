@@ -33,6 +33,7 @@ mod impact;
 mod recent;
 mod reconcile;
 mod rollback;
+mod rollout;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,6 +59,7 @@ pub use self::follow::ReleaseFollow;
 pub use self::impact::{Candidate, ImpactError};
 pub use self::recent::Recent;
 pub use self::reconcile::{ReconcileOptions, ReconcileReport, Trigger};
+pub use self::rollout::{RolloutError, RolloutStatus};
 
 /// A running bot's menus, following every change of its config and plugins. Cheap to clone.
 #[derive(Clone)]
@@ -105,6 +107,8 @@ struct Inner {
     recent: Arc<Mutex<Recent>>,
     /// Held while an impact report is made (one at a time).
     impact_running: tokio::sync::Mutex<()>,
+    /// The staged rollout this worker serves, if any.
+    rollout: arc_swap::ArcSwapOption<rollout::Active>,
 }
 
 impl Inner {
@@ -237,6 +241,14 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(task);
+        if inner.live.is_some() {
+            let task = tokio::spawn(rollout::run(inner.clone(), inner.stop.subscribe()));
+            inner
+                .helpers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
+        }
         #[cfg(feature = "redis")]
         if let Some((follow, cache, compiler)) = inner.follow.clone() {
             let task = tokio::spawn(follow::run(

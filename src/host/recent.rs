@@ -43,7 +43,8 @@ impl Recent {
             HostEvent::Reconciled(_)
             | HostEvent::ReleaseServing { .. }
             | HostEvent::ReleaseRefused { .. }
-            | HostEvent::RolledBack(_) => {}
+            | HostEvent::RolledBack(_)
+            | HostEvent::Rollout { .. } => {}
         }
         if self.events.len() == RECENT {
             self.events.pop_back();

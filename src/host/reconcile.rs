@@ -84,6 +84,8 @@ pub enum Trigger {
     Behind,
     /// The fleet's release `number` is serving.
     Release { number: u64 },
+    /// A staged rollout started, changed or ended.
+    Rollout { change: String },
     /// [`super::Host::reconcile_now`].
     Requested,
 }

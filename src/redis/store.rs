@@ -365,6 +365,35 @@ impl StateStore for RedisStore {
         Some(self)
     }
 
+    fn document<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            redis::cmd("GET")
+                .arg(self.shared.key(&["doc", name]))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| crate::state::StoreError::new(self.describe(), e))
+        })
+    }
+
+    fn set_document<'a>(&'a self, name: &'a str, value: Option<&'a [u8]>) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.shared.conn.clone();
+            let key = self.shared.key(&["doc", name]);
+            let result: Result<(), _> = match value {
+                Some(v) => {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(v)
+                        .query_async(&mut conn)
+                        .await
+                }
+                None => redis::cmd("DEL").arg(key).query_async(&mut conn).await,
+            };
+            result.map_err(|e| crate::state::StoreError::new(self.describe(), e))
+        })
+    }
+
     fn record_menu_button<'a>(&'a self, button: Option<&'a str>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut conn = self.shared.conn.clone();

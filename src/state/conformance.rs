@@ -22,6 +22,23 @@ pub fn sample(id: i64) -> UserContext {
 
 /// The contract every store keeps; run against each implementation.
 pub async fn store_contract(store: &dyn StateStore) {
+    assert_eq!(store.document("rollout").await.unwrap(), None);
+    store.set_document("rollout", Some(b"{}")).await.unwrap();
+    store
+        .set_document("rollout.wasm", Some(&[0, 1, 2]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.document("rollout").await.unwrap().as_deref(),
+        Some(&b"{}"[..])
+    );
+    store.set_document("rollout", None).await.unwrap();
+    assert_eq!(store.document("rollout").await.unwrap(), None);
+    assert_eq!(
+        store.document("rollout.wasm").await.unwrap(),
+        Some(vec![0, 1, 2])
+    );
+    store.set_document("rollout.wasm", None).await.unwrap();
     let key = ListKey::new(Scope::AllPrivateChats, None);
     let other = ListKey::new(Scope::Default, None);
     let (a, b) = (Fingerprint(1), Fingerprint(2));

@@ -30,6 +30,8 @@ const MENU_BUTTON: &str = "menu_button";
 const RECONCILED: &str = "reconciled";
 /// Known users: key [`UserKey::to_bytes`], value the record of `users::encode`.
 const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
+/// Bot-wide documents by name (a staged rollout and its candidate).
+const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 
 /// Writes one commit takes at most: enough to absorb any concurrency a bot uses, few enough
 /// that a commit stays short.
@@ -297,6 +299,32 @@ impl StateStore for FileStore {
             match &button {
                 Some(b) => table.insert(MENU_BUTTON, b.as_str())?,
                 None => table.remove(MENU_BUTTON)?,
+            };
+            Ok(())
+        })
+    }
+
+    fn document<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = match txn.open_table(DOCUMENTS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(table.get(name)?.map(|v| v.value().to_vec()))
+        };
+        let result = read().map_err(|e| self.error(e));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn set_document<'a>(&'a self, name: &'a str, value: Option<&'a [u8]>) -> StoreFuture<'a, ()> {
+        let (name, value) = (name.to_string(), value.map(<[u8]>::to_vec));
+        self.submit(true, move |txn| {
+            let mut table = txn.open_table(DOCUMENTS)?;
+            match &value {
+                Some(v) => table.insert(name.as_str(), v.as_slice())?,
+                None => table.remove(name.as_str())?,
             };
             Ok(())
         })

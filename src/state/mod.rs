@@ -145,6 +145,11 @@ pub trait StateStore: Send + Sync {
     fn known_users(&self) -> Option<&dyn KnownUsers> {
         None
     }
+    /// A bot-wide document by name (a staged rollout, its candidate's bytes), shared by the
+    /// workers of the store; `None` when not set.
+    fn document<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+    /// Sets (or, with `None`, removes) a document, durably.
+    fn set_document<'a>(&'a self, name: &'a str, value: Option<&'a [u8]>) -> StoreFuture<'a, ()>;
 }
 
 /// The library default: state for this process's lifetime.
@@ -153,6 +158,7 @@ pub struct MemoryStore {
     keys: Mutex<HashMap<ListKey, KeyState>>,
     menu_button: Mutex<Option<String>>,
     users: users::MemoryUsers,
+    documents: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -234,6 +240,20 @@ impl StateStore for MemoryStore {
 
     fn known_users(&self) -> Option<&dyn KnownUsers> {
         Some(&self.users)
+    }
+
+    fn document<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let documents = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        Box::pin(std::future::ready(Ok(documents.get(name).cloned())))
+    }
+
+    fn set_document<'a>(&'a self, name: &'a str, value: Option<&'a [u8]>) -> StoreFuture<'a, ()> {
+        let mut documents = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => documents.insert(name.to_string(), v.to_vec()),
+            None => documents.remove(name),
+        };
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

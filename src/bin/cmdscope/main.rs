@@ -91,7 +91,8 @@ enum Command {
     /// (with sample users), the candidate's fallbacks and the calls the swap would make. No Bot
     /// API call. Exit 1 when the candidate fails to load or validate.
     Impact(impact::ImpactArgs),
-    /// Rule changes on a running `serve`: roll a plugin back in one step, list the versions
+    /// Rule changes on a running `serve`: stage a resolver version on a share of users
+    /// (start, status, promote, abort), roll a plugin back in one step, list the versions
     /// kept for it.
     Rollout {
         #[command(subcommand)]

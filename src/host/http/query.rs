@@ -118,3 +118,21 @@ impl ImpactQuery {
         })
     }
 }
+
+/// `POST /v1/rollouts?percent=P`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RolloutQuery {
+    pub(super) percent: f64,
+}
+
+impl RolloutQuery {
+    pub(super) fn parse(raw: Option<&str>) -> Result<RolloutQuery, ContextError> {
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| {
+            ContextError::new(
+                "percent",
+                format!("{e} (the query takes percent=P, the share of users, e.g. percent=10)"),
+            )
+        })
+    }
+}

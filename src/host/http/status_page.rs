@@ -223,6 +223,18 @@ pub(super) async fn page(State(app): State<App>, RawQuery(raw): RawQuery) -> imp
                 format!("release {release}"),
                 errors.join("; "),
             ),
+            HostEvent::Rollout {
+                action,
+                rollout,
+                reason,
+            } => (
+                format!("Rollout {action}"),
+                format!(
+                    "{} {} ({}%)",
+                    rollout.plugin, rollout.version, rollout.percent
+                ),
+                reason.clone().unwrap_or_default(),
+            ),
             HostEvent::RolledBack(r) => (
                 "RolledBack".into(),
                 format!("{} ({})", r.plugin, r.file),
