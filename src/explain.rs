@@ -170,7 +170,7 @@ pub fn explain(facts: Facts<'_>) -> Explanation {
 }
 
 /// `YYYY-MM-DD` of a day counted from 1970-01-01 (Howard Hinnant's civil-from-days).
-fn civil_date(days: u32) -> String {
+pub(crate) fn civil_date(days: u32) -> String {
     let z = i64::from(days) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

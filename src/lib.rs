@@ -3,6 +3,7 @@
 //! Data flows one way: config and user context -> profile -> command lists -> desired menus ->
 //! diff -> delivery. See `ARCHITECTURE.md` for the code map.
 
+pub mod audit;
 pub mod backend;
 pub mod catalog;
 pub mod coalesce;

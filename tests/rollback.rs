@@ -21,6 +21,15 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The decision log's lines, oldest first.
+fn decisions(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// setMyCommands calls since `from` (an index into the emulator's call log).
 fn sets_since(running: &cmdscope::emulator::RunningEmulator, from: usize) -> usize {
     running.emulator.call_log()[from..]
@@ -34,6 +43,11 @@ async fn a_rollback_puts_the_previous_version_back_and_every_moved_user_with_it(
     let running = emulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (config, plugins) = shop_folder(dir.path());
+    // The decision log, beside the config.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[audit]\npath = \"audit.jsonl\"\n");
+    std::fs::write(&config, text).unwrap();
+    let audit = dir.path().join("audit.jsonl");
     let cache = dir.path().join("compiled");
     let server = serve_with(
         &running,
@@ -139,6 +153,33 @@ async fn a_rollback_puts_the_previous_version_back_and_every_moved_user_with_it(
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // The decision log has one line per user version 2 moved: from, to, who, why.
+    let lines = decisions(&audit);
+    let mut logged: Vec<i64> = lines
+        .iter()
+        .map(|l| l["user_id"].as_i64().unwrap())
+        .collect();
+    logged.sort();
+    let expected: Vec<i64> = users
+        .iter()
+        .copied()
+        .filter(|&id| premium_in_v2(id))
+        .collect();
+    assert_eq!(logged, expected, "{lines:#?}");
+    for line in &lines {
+        assert_eq!(line["from"], "user", "{line}");
+        assert_eq!(line["to"], "premium", "{line}");
+        assert_eq!(line["plugin"]["version"], "2.0.0", "{line}");
+        assert_eq!(line["plugin"]["sha256"], sha256(&v2), "{line}");
+        let triggers = line["trigger"].as_array().unwrap();
+        assert!(
+            triggers
+                .iter()
+                .any(|t| t["kind"] == "plugin" && t["name"] == "tiered-resolver"),
+            "{line}"
+        );
+    }
+
     // One step back: the file holds version 1 again, and every moved user follows it.
     let from = running.emulator.call_log().len();
     let r = rollback(Some(KEY)).await.unwrap();
@@ -155,6 +196,13 @@ async fn a_rollback_puts_the_previous_version_back_and_every_moved_user_with_it(
         sets_since(&running, from),
         moved,
         "one call per user the rollback moves, no more"
+    );
+
+    let back: Vec<Value> = decisions(&audit).split_off(lines.len());
+    assert_eq!(back.len(), moved, "{back:#?}");
+    assert!(
+        back.iter()
+            .all(|l| l["from"] == "premium" && l["to"] == "user")
     );
 
     // The CLI undoes the rollback the same way.

@@ -57,6 +57,19 @@ pub struct Config {
     pub known_users: KnownUsersSettings,
     /// When a staged rollout aborts by itself (`[rollout]`).
     pub rollout: RolloutSettings,
+    /// The decision log (`[audit]`), when one is configured.
+    pub audit: Option<AuditSettings>,
+}
+
+/// `[audit]`: where the decision log goes (see `crate::audit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// A file (relative to the config), or `-` for stdout.
+    pub path: std::path::PathBuf,
+    /// The file is rotated before it grows past this.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` the newest).
+    pub keep: u32,
 }
 
 /// `[rollout]`: a staged plugin version is taken back by itself once more than
@@ -282,6 +295,11 @@ impl Config {
         loaded.config.base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
         if let StateBackend::File(state) = &mut loaded.config.state {
             *state = loaded.config.base_dir.join(&*state);
+        }
+        if let Some(audit) = &mut loaded.config.audit
+            && audit.path != Path::new("-")
+        {
+            audit.path = loaded.config.base_dir.join(&audit.path);
         }
         Ok(loaded)
     }

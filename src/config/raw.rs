@@ -30,6 +30,15 @@ pub(super) struct RawConfig {
     pub state: RawState,
     pub known_users: RawKnownUsers,
     pub rollout: RawRollout,
+    pub audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawAudit {
+    pub path: Option<String>,
+    pub max_mib: Option<u64>,
+    pub keep: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,7 +133,9 @@ const TOP_KEYS: &[&str] = &[
     "state",
     "known_users",
     "rollout",
+    "audit",
 ];
+const AUDIT_KEYS: &[&str] = &["path", "max_mib", "keep"];
 const ROLLOUT_KEYS: &[&str] = &["max_fallback_percent", "min_calls"];
 const KNOWN_USERS_KEYS: &[&str] = &["max", "forget_after_days"];
 const STATE_KEYS: &[&str] = &["backend", "path", "url", "key_prefix"];
@@ -214,6 +225,7 @@ fn unknown_key(file: &str, segments: &[Segment]) -> Diagnostic {
         [Segment::Key(t), _] if t == "state" => STATE_KEYS,
         [Segment::Key(t), _] if t == "known_users" => KNOWN_USERS_KEYS,
         [Segment::Key(t), _] if t == "rollout" => ROLLOUT_KEYS,
+        [Segment::Key(t), _] if t == "audit" => AUDIT_KEYS,
         _ => &[],
     };
     let fix = match suggest(key, known.iter().copied()) {

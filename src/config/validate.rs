@@ -84,6 +84,7 @@ pub(super) fn validate(
             .unwrap_or(super::KnownUsersSettings::default().forget_after_days),
     };
     let rollout = rollout(&raw, &mut r);
+    let audit = audit(&raw, &mut r);
     let plugin_settings = plugin_settings(&raw, &sandbox, &mut r);
     for (i, entry) in raw.translators.iter().enumerate() {
         if let Err(e) = crate::catalog::TranslatorSource::parse(entry, std::path::Path::new(".")) {
@@ -137,6 +138,7 @@ pub(super) fn validate(
             state,
             known_users,
             rollout,
+            audit,
         },
         warnings: r.warnings,
     })
@@ -849,4 +851,33 @@ fn rollout(raw: &RawConfig, r: &mut Report) -> super::RolloutSettings {
         max_fallback_percent,
         min_calls: raw.rollout.min_calls.unwrap_or(defaults.min_calls).max(1),
     }
+}
+
+/// `[audit]`: the decision log, when it names a path.
+fn audit(raw: &RawConfig, r: &mut Report) -> Option<super::AuditSettings> {
+    let audit = raw.audit.as_ref()?;
+    let path = match audit.path.as_deref() {
+        Some(path) if !path.is_empty() => path,
+        _ => {
+            r.error(
+                "audit.path",
+                "the decision log needs a path",
+                "add path = \"audit.jsonl\" (relative to this file), or \"-\" for stdout",
+            );
+            return None;
+        }
+    };
+    let max_mib = audit.max_mib.unwrap_or(64);
+    if max_mib == 0 {
+        r.error(
+            "audit.max_mib",
+            "a log file cannot rotate at 0 MiB",
+            "give the size a file may grow to, in MiB (default 64)",
+        );
+    }
+    Some(super::AuditSettings {
+        path: path.into(),
+        max_bytes: max_mib.max(1) << 20,
+        keep: audit.keep.unwrap_or(5),
+    })
 }

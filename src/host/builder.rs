@@ -214,6 +214,18 @@ impl HostBuilder {
                     .map_err(|e| anyhow::anyhow!("{}: {e:#}", config.source))?
             }
         };
+        let audit = match &config.audit {
+            Some(settings) => Some(Arc::new(crate::audit::AuditLog::open(settings).map_err(
+                |e| {
+                    anyhow::anyhow!(
+                        "{}: audit.path: cannot open {}: {e}",
+                        config.source,
+                        settings.path.display()
+                    )
+                },
+            )?)),
+            None => None,
+        };
         // A rollout under way serves from the first engine on (no canary user moved back
         // and forth by a restart).
         let restored = match &live {
@@ -234,7 +246,7 @@ impl HostBuilder {
             Some(never) => match never {},
             None => {
                 let staged = live.as_deref().map(|live| super::rollout::Staged {
-                    live,
+                    live: live as &dyn crate::sources::PluginLookup,
                     active: restored.clone(),
                 });
                 crate::sources::engine(
@@ -295,6 +307,7 @@ impl HostBuilder {
             recent: self.recent.clone(),
             impact_running: tokio::sync::Mutex::new(()),
             rollout: arc_swap::ArcSwapOption::new(restored),
+            audit,
         });
         inner
             .helpers

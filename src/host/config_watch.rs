@@ -362,5 +362,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     if old.known_users != new.known_users {
         out.push("[known_users]".to_string());
     }
+    if old.audit != new.audit {
+        out.push("[audit]".to_string());
+    }
     out
 }

@@ -109,6 +109,8 @@ struct Inner {
     impact_running: tokio::sync::Mutex<()>,
     /// The staged rollout this worker serves, if any.
     rollout: arc_swap::ArcSwapOption<rollout::Active>,
+    /// The decision log (`[audit]`).
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Inner {
@@ -234,6 +236,16 @@ impl Host {
             events: inner.events.clone(),
             ready: inner.ready.clone(),
             membership: inner.membership.clone(),
+            audit: inner.audit.clone().map(|log| {
+                let (weak, pin_weak) = (Arc::downgrade(inner), Arc::downgrade(inner));
+                reconcile::Audit {
+                    log,
+                    decided_by: Arc::new(move |ctx: &UserContext, name: &str| {
+                        weak.upgrade()?.decided_by(ctx, name)
+                    }),
+                    pin: Arc::new(move || pin_weak.upgrade()?.pinned_engine()),
+                }
+            }),
         };
         let task = tokio::spawn(reconcile::run(context, kicks, inner.stop.subscribe()));
         inner
@@ -318,17 +330,32 @@ impl Host {
     ) -> Result<crate::explain::Explanation, crate::state::StoreError> {
         let engine = self.inner.engine.load_full();
         let store = self.inner.backend.store.as_ref();
-        crate::explain::read(&engine, store, |name| self.plugin_serving(name), ctx).await
+        crate::explain::read(&engine, store, |name| self.inner.decided_by(ctx, name), ctx).await
+    }
+}
+
+impl Inner {
+    /// The plugin version that decides for `ctx` under resolver `name`: a rollout's
+    /// candidate for its canary users, else the version serving (from the folder, or the
+    /// release), if it is a plugin.
+    fn decided_by(&self, ctx: &UserContext, name: &str) -> Option<crate::explain::PluginRef> {
+        if let Some(active) = self.rollout.load_full()
+            && let Some(candidate) = active.decides(ctx, name)
+        {
+            return Some(candidate);
+        }
+        self.plugin_serving(name)
     }
 
     /// The plugin serving under `name` (from the folder, or the release), if it is one.
     fn plugin_serving(&self, name: &str) -> Option<crate::explain::PluginRef> {
-        if let Some(live) = self.plugins()
+        if let Some(live) = &self.live
             && let Some((_, plugin)) = live.current().into_iter().find(|(n, _)| n == name)
         {
             return Some(crate::explain::PluginRef::of(plugin.info()));
         }
-        self.release()?
+        self.membership
+            .serving()?
             .plugins
             .into_iter()
             .find(|p| p.name == name)
@@ -338,7 +365,9 @@ impl Host {
                 sha256: p.sha256,
             })
     }
+}
 
+impl Host {
     /// What the user meant by `text` (`/ordres`, `/ordres@my_bot extra`): the closest command
     /// of their own menu, or the one they typed (`exact`); `None` for no likely command. For a
     /// bot's "unknown command" answer; no Bot API call (see [`crate::suggest`]).

@@ -152,6 +152,22 @@ pub(super) struct Context {
     pub(super) events: broadcast::Sender<HostEvent>,
     pub(super) ready: Arc<watch::Sender<bool>>,
     pub(super) membership: Arc<Membership>,
+    /// The decision log, and who decides for a user (the plugin version, a rollout's
+    /// candidate for its canary), when `[audit]` is on.
+    pub(super) audit: Option<Audit>,
+}
+
+/// Who decides for a user under a resolver name (a plugin version; a rollout's candidate).
+pub(super) type DecidedBy =
+    Arc<dyn Fn(&crate::UserContext, &str) -> Option<crate::explain::PluginRef> + Send + Sync>;
+
+/// What the reconciler needs to write the decision log.
+pub(super) struct Audit {
+    pub(super) log: Arc<crate::audit::AuditLog>,
+    pub(super) decided_by: DecidedBy,
+    /// The rules serving now, pinned (plugin versions, not hot handles): what a run brings
+    /// users to, and so what the next run moves them from.
+    pub(super) pin: Arc<dyn Fn() -> Option<Arc<crate::engine::Engine>> + Send + Sync>,
 }
 
 impl Context {
@@ -174,6 +190,9 @@ pub(super) async fn run(
     let manager = ctx.manager.clone();
     let mut pending = vec![Trigger::Start];
     let mut retry_at: Option<tokio::time::Instant> = None;
+    // The rules of the last complete run: what every known user was brought to, so what
+    // the next run moves them from.
+    let mut brought_to: Option<Arc<crate::engine::Engine>> = None;
     let mut heartbeat = tokio::time::interval(options.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -188,7 +207,19 @@ pub(super) async fn run(
                 }
             }
             pending.dedup();
-            let report = once(&ctx, std::mem::take(&mut pending), &stop).await;
+            // Pinned before the run: the rules it brings users to (a swap during the run
+            // interrupts it, and then they are not adopted).
+            let pinned = ctx.audit.as_ref().and_then(|a| (a.pin)());
+            let report = once(
+                &ctx,
+                std::mem::take(&mut pending),
+                &stop,
+                brought_to.as_deref(),
+            )
+            .await;
+            if report.complete && pinned.is_some() {
+                brought_to = pinned;
+            }
             retry_at = match (&report.complete, report.failed) {
                 (true, _) => None,
                 // The fleet disagrees: look again at the next heartbeat (a worker that swaps
@@ -243,6 +274,7 @@ async fn once(
     ctx: &Context,
     trigger: Vec<Trigger>,
     stop: &watch::Receiver<bool>,
+    brought_to: Option<&crate::engine::Engine>,
 ) -> ReconcileReport {
     let started = Instant::now();
     let options = ctx.options;
@@ -349,6 +381,11 @@ async fn once(
                 }
                 done.push(ctx);
             }
+            if let (Some(audit), Some(before)) = (&ctx.audit, brought_to)
+                && before.generation() != generation
+            {
+                log_decisions(audit, before, &contexts, &outcomes, &report.trigger).await;
+            }
             // A user whose context changed since the page was read stays behind: their
             // newer context may have been resolved under the old rules.
             match known.mark(&done, generation).await {
@@ -379,6 +416,46 @@ async fn once(
     report.note = interrupted.map(str::to_string);
     report.duration_ms = ms(started);
     report
+}
+
+/// One line per user of the page whose call moved them to another profile than the rules
+/// they were brought to gave them (resolved again, for those users only).
+async fn log_decisions(
+    audit: &Audit,
+    before: &crate::engine::Engine,
+    contexts: &[crate::UserContext],
+    outcomes: &[crate::manager::UserOutcome],
+    trigger: &[Trigger],
+) {
+    let moved: Vec<(&crate::UserContext, &crate::manager::UserOutcome)> = contexts
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| matches!(o.status, Status::Set | Status::Deleted))
+        .collect();
+    if moved.is_empty() {
+        return;
+    }
+    let users: Vec<crate::UserContext> = moved.iter().map(|(c, _)| (*c).clone()).collect();
+    let was = before.resolve_many(&users).await;
+    let trigger = serde_json::to_value(trigger).unwrap_or_default();
+    let time = crate::audit::rfc3339(std::time::SystemTime::now());
+    for ((ctx, outcome), was) in moved.into_iter().zip(&was) {
+        let now = &outcome.resolution;
+        if was.profile == now.profile {
+            continue;
+        }
+        audit.log.write(&crate::audit::Decision {
+            time: time.clone(),
+            user_id: ctx.user_id,
+            chat_id: ctx.chat(),
+            from: &was.profile,
+            to: &now.profile,
+            resolver: &now.source,
+            plugin: (audit.decided_by)(ctx, &now.source),
+            fallback: now.error.as_ref().map(|e| e.to_string()),
+            trigger: &trigger,
+        });
+    }
 }
 
 fn ms(started: Instant) -> f64 {

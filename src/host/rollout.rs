@@ -48,6 +48,19 @@ pub(super) struct Active {
     calls: AtomicU64,
 }
 
+impl Active {
+    /// The candidate, when it decides for `ctx` under resolver `name` (a canary user).
+    pub(super) fn decides(
+        &self,
+        ctx: &crate::UserContext,
+        name: &str,
+    ) -> Option<crate::explain::PluginRef> {
+        (self.rollout.plugin == name
+            && crate::rollout::in_canary(name, ctx.user_id, self.rollout.percent))
+        .then(|| crate::explain::PluginRef::of(self.candidate.info()))
+    }
+}
+
 /// A rollout as `GET /v1/rollouts` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutStatus {
@@ -94,13 +107,14 @@ impl From<crate::state::StoreError> for RolloutError {
 /// The folder's plugins, with the split resolver in place while a rollout runs: every
 /// engine of a host with a plugin folder is built through this.
 pub(super) struct Staged<'a> {
-    pub(super) live: &'a LivePlugins,
+    /// The folder (hot handles), or the versions serving at one moment (a pinned set).
+    pub(super) live: &'a dyn PluginLookup,
     pub(super) active: Option<Arc<Active>>,
 }
 
 impl PluginLookup for Staged<'_> {
     fn resolver(&self, name: &str) -> Option<Arc<dyn Resolver>> {
-        let current = PluginLookup::resolver(self.live, name)?;
+        let current = self.live.resolver(name)?;
         match &self.active {
             Some(active) if active.rollout.plugin == name => Some(Arc::new(SplitResolver {
                 current,
@@ -111,10 +125,10 @@ impl PluginLookup for Staged<'_> {
         }
     }
     fn translator(&self, name: &str) -> Option<Arc<dyn Translator>> {
-        PluginLookup::translator(self.live, name)
+        self.live.translator(name)
     }
     fn summary(&self) -> String {
-        PluginLookup::summary(self.live)
+        self.live.summary()
     }
 }
 
@@ -125,6 +139,25 @@ impl Inner {
             live: self.live.as_deref()?,
             active: self.rollout.load_full(),
         })
+    }
+
+    /// The rules serving now, pinned: an engine over the plugin versions serving (not the
+    /// folder's hot handles), so it keeps answering as these rules did after a swap.
+    pub(super) fn pinned_engine(&self) -> Option<Arc<crate::engine::Engine>> {
+        let config = self.engine.load().config().clone();
+        let pinned = self.live.as_ref().map(|live| crate::plugin::PluginSet {
+            loaded: live.current().into_iter().map(|(_, p)| p).collect(),
+            rejected: Vec::new(),
+        });
+        let staged = pinned.as_ref().map(|set| Staged {
+            live: set,
+            active: self.rollout.load_full(),
+        });
+        let lookup = staged.as_ref().map(|s| s as &dyn PluginLookup);
+        crate::sources::engine(config, lookup, self.resolver.clone())
+            .map(|(engine, _)| Arc::new(engine))
+            .inspect_err(|e| tracing::warn!("audit: cannot pin the rules serving: {e}"))
+            .ok()
     }
 
     /// Builds the engine again from the config serving and the plugins as staged now, serves
