@@ -47,7 +47,7 @@ pub struct Decision {
 }
 
 /// A plugin version, as the status page and events name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PluginRef {
     pub name: String,
     pub version: String,

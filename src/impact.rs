@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -26,7 +26,7 @@ use crate::sync::{Op, diff};
 pub const SAMPLES: usize = 5;
 
 /// What changes: a plugin version, a config, or both.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     Plugin {
@@ -42,7 +42,7 @@ pub enum Change {
 }
 
 /// The report (see the module's docs).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Impact {
     pub changes: Vec<Change>,
     /// The rules serving now and the candidate's, as the engine's generation (hex).
@@ -74,7 +74,7 @@ pub struct Impact {
     pub users: Option<Vec<UserChange>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     pub from: String,
     pub to: String,
@@ -83,7 +83,7 @@ pub struct Transition {
     pub sample: Vec<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fallbacks {
     pub now: u64,
     pub candidate: u64,
@@ -91,13 +91,13 @@ pub struct Fallbacks {
     pub candidate_reasons: Vec<Reason>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
     pub reason: String,
     pub users: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calls {
     #[serde(rename = "setMyCommands")]
     pub set_my_commands: u64,
@@ -123,7 +123,7 @@ impl Calls {
 }
 
 /// One user the change touches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserChange {
     pub user_id: i64,
     pub chat_id: i64,
@@ -131,7 +131,7 @@ pub struct UserChange {
     pub to: String,
     pub menu_changes: bool,
     /// The Bot API method the swap would call for them, if any.
-    pub call: Option<&'static str>,
+    pub call: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -337,7 +337,7 @@ pub async fn impact(
                     from: old.profile.to_string(),
                     to: new.profile.to_string(),
                     menu_changes,
-                    call,
+                    call: call.map(str::to_string),
                 });
             }
         }

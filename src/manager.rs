@@ -246,6 +246,7 @@ impl CommandManager {
     ) -> Vec<UserOutcome> {
         let started = std::time::Instant::now();
         let engine = self.engine.load_full();
+        let generation = engine.generation();
         let resolutions = engine.resolve_many(users).await;
         let planned: Vec<UserPlan> = users
             .iter()
@@ -296,6 +297,12 @@ impl CommandManager {
                 };
                 let started = std::time::Instant::now();
                 window.push_back(async move {
+                    // The rules changed while this page waited for its turn (a rollout
+                    // aborted, a new version): its menu is no longer the one to send. The
+                    // user stays behind and the next run brings them to the new rules.
+                    if self.engine.load().generation() != generation {
+                        return (at, planned.superseded(ctx.user_id));
+                    }
                     let outcome = self
                         .apply_planned(ctx, planned, Lane::Background, Whose::Known(ctx), started)
                         .await;
@@ -683,6 +690,20 @@ struct UserPlan {
     menu: Menu,
     target: crate::plan::UserTarget,
     has_override: bool,
+}
+
+impl UserPlan {
+    /// The outcome of a plan not sent: newer rules supersede it.
+    fn superseded(self, user_id: i64) -> UserOutcome {
+        UserOutcome {
+            user_id,
+            resolution: self.resolution,
+            key: self.target.key,
+            menu: self.menu,
+            has_override: self.has_override,
+            status: Status::Superseded,
+        }
+    }
 }
 
 /// Whose update a `bring` is, for the known users.

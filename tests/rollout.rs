@@ -282,11 +282,16 @@ async fn a_candidate_that_traps_for_one_user_in_twenty_is_aborted_by_itself() {
     let server = serve(&running, &config, &plugins, &[]);
     let client = reqwest::Client::new();
     wait_healthy(&client, &server.url).await;
-    // Guests: no call to make them known.
-    let guests: Vec<Value> = (1..=600).map(|id| json!({"user_id": id})).collect();
-    post_users(&client, &server.url, &guests).await;
-
+    // Guests (no call to make them known), none of whom the bug hits: the trial at the start
+    // finds nothing wrong.
+    let guest = |id: i64| json!({"user_id": id});
+    let spared: Vec<Value> = (1..=600).filter(|id| id % 20 != 0).map(guest).collect();
+    post_users(&client, &server.url, &spared).await;
     start(&client, &server.url, plugin_bytes("tiered-flaky"), 50).await;
+
+    // Live traffic meets the bug: the watchdog takes the candidate back.
+    let all: Vec<Value> = (1..=600).map(guest).collect();
+    post_users(&client, &server.url, &all).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !get(&client, &server.url, "/v1/rollouts").await.is_null() {
         assert!(
@@ -307,5 +312,26 @@ async fn a_candidate_that_traps_for_one_user_in_twenty_is_aborted_by_itself() {
     assert!(reason.contains("fell back"), "{aborted}");
     assert!(reason.contains("max_fallback_percent"), "{aborted}");
     assert_eq!(aborted["version"], "3.0.0");
+
+    // Now that the known users include some it fails for, it is refused before anything is
+    // sent: the trial on the known canary users finds the trap.
+    let calls = running.emulator.call_log().len();
+    let r = post(&client, &server.url, "/v1/rollouts?percent=50", Some(KEY))
+        .body(plugin_bytes("tiered-flaky"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let refused: Value = r.json().await.unwrap();
+    let why = refused["reasons"][0].as_str().unwrap();
+    assert!(why.contains("tried on 100 known users"), "{refused}");
+    assert!(why.contains("trapped"), "{refused}");
+    assert_eq!(get(&client, &server.url, "/v1/rollouts").await, Value::Null);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        running.emulator.call_log().len(),
+        calls,
+        "a refused rollout sends nothing"
+    );
     drop(server);
 }

@@ -260,6 +260,9 @@ impl Host {
             started_at: now_s(),
         };
         let store = inner.backend.store.clone();
+        precheck(store.as_ref(), &candidate, &config, &rollout)
+            .await
+            .map_err(|why| RolloutError::Refused(vec![why]))?;
         // The bytes first: a worker that sees the record finds them.
         store.set_document(CANDIDATE, Some(&bytes)).await?;
         let record = serde_json::to_vec(&Stored {
@@ -348,6 +351,74 @@ impl Host {
             )
         })
     }
+}
+
+/// Before anything is sent: the candidate asked for the known canary users, up to
+/// `[rollout] min_calls` of them, and refused if more of its answers than the limit would
+/// fall back. A trap that hits one user in twenty is caught here, not on Telegram.
+async fn precheck(
+    store: &dyn StateStore,
+    candidate: &Arc<WasmResolver>,
+    config: &crate::config::Config,
+    rollout: &Rollout,
+) -> Result<(), String> {
+    let Some(known) = store.known_users() else {
+        return Ok(());
+    };
+    let limits = config.rollout;
+    let (mut tried, mut fell) = (0u64, 0u64);
+    let mut first_reason = None;
+    let mut cursor = None;
+    // Every known user: no user is at a generation no rules have.
+    let nobody = u64::MAX;
+    while tried < limits.min_calls {
+        let (page, next) = known
+            .behind(nobody, cursor.as_ref(), 1024)
+            .await
+            .map_err(|e| format!("cannot read the known users to try it on: {e}"))?;
+        let canary: Vec<crate::UserContext> = page
+            .into_iter()
+            .map(|u| u.context)
+            .filter(|ctx| crate::rollout::in_canary(&rollout.plugin, ctx.user_id, rollout.percent))
+            .take((limits.min_calls - tried) as usize)
+            .collect();
+        if !canary.is_empty() {
+            let resolver = candidate.clone();
+            let profiles: Vec<String> = config.profiles.keys().cloned().collect();
+            let answers = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&crate::UserContext> = canary.iter().collect();
+                resolver.resolve_batch(&refs)
+            })
+            .await
+            .map_err(|e| format!("the trial did not finish: {e}"))?;
+            for answer in answers {
+                tried += 1;
+                let why = match answer {
+                    Ok(profile) if profiles.contains(&profile) => continue,
+                    Ok(profile) => format!("answered `{profile}`, a profile the config lacks"),
+                    Err(e) => e.to_string(),
+                };
+                fell += 1;
+                first_reason.get_or_insert(why);
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    if tried == 0 {
+        return Ok(());
+    }
+    let percent = fell as f64 * 100.0 / tried as f64;
+    if percent > limits.max_fallback_percent {
+        return Err(format!(
+            "tried on {tried} known users of the canary before sending anything: {fell} fell back ({percent:.1}%, more than [rollout] max_fallback_percent = {}); the first: {}",
+            limits.max_fallback_percent,
+            first_reason.unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 async fn abort(inner: &Inner, active: &Arc<Active>, reason: &str) -> Result<(), RolloutError> {

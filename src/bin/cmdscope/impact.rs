@@ -13,11 +13,23 @@ use super::{OutputFormat, StoreArgs, load_or_print, plugin_host};
 #[derive(clap::Args)]
 pub(crate) struct ImpactArgs {
     /// The config serving now.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "url")]
+    config: Option<PathBuf>,
     /// The plugin folder serving now.
-    #[arg(long)]
-    plugins: PathBuf,
+    #[arg(long, required_unless_present = "url")]
+    plugins: Option<PathBuf>,
+    /// Ask a running `serve` instead (POST /v1/impact): its own config, plugins and store
+    /// (a redb store is open in the running host; Redis can be read from here too).
+    #[arg(long, conflicts_with_all = ["config", "plugins", "state"])]
+    url: Option<String>,
+    /// The server's API key, with --url.
+    #[arg(
+        long,
+        env = "CMDSCOPE_API_KEY",
+        hide_env_values = true,
+        requires = "url"
+    )]
+    api_key: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
     /// A new version of a plugin (a `.wasm` component), put in place of the one of its name.
@@ -37,7 +49,13 @@ pub(crate) struct ImpactArgs {
 }
 
 pub(crate) async fn run(args: ImpactArgs) -> anyhow::Result<ExitCode> {
-    let Some(loaded) = load_or_print(&args.config) else {
+    if let Some(url) = &args.url {
+        return remote(url, &args).await;
+    }
+    let (Some(config_path), Some(plugins)) = (&args.config, &args.plugins) else {
+        anyhow::bail!("--config and --plugins are required without --url");
+    };
+    let Some(loaded) = load_or_print(config_path) else {
         return Ok(ExitCode::FAILURE);
     };
     let config = loaded.config;
@@ -52,8 +70,8 @@ pub(crate) async fn run(args: ImpactArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let host = plugin_host(&config.sandbox)?;
-    let set = PluginSet::load(&host, &args.plugins, &config)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.plugins.display()))?;
+    let set = PluginSet::load(&host, plugins, &config)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", plugins.display()))?;
     for rejected in &set.rejected {
         eprintln!("warning: {}: {}", rejected.file, rejected.error);
     }
@@ -123,9 +141,70 @@ pub(crate) async fn run(args: ImpactArgs) -> anyhow::Result<ExitCode> {
     };
     let report =
         cmdscope::impact::impact(&now, &after, opened.store.as_ref(), changes, &options).await?;
-    match args.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Table => print!("{}", cmdscope::impact::table(&report)),
+    print(&report, args.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(report: &cmdscope::impact::Impact, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        OutputFormat::Table => print!("{}", cmdscope::impact::table(report)),
     }
+    Ok(())
+}
+
+/// `--url`: the running host makes the report (its config, plugins, store and pace).
+async fn remote(url: &str, args: &ImpactArgs) -> anyhow::Result<ExitCode> {
+    let (body, content_type) = match (&args.candidate, &args.candidate_config) {
+        (Some(wasm), None) => (std::fs::read(wasm), "application/wasm"),
+        (None, Some(config)) => {
+            let json = config.extension().is_some_and(|e| e == "json");
+            (
+                std::fs::read(config),
+                if json {
+                    "application/json"
+                } else {
+                    "application/toml"
+                },
+            )
+        }
+        _ => anyhow::bail!("with --url, give one of --candidate and --candidate-config"),
+    };
+    let path = args
+        .candidate
+        .as_ref()
+        .or(args.candidate_config.as_ref())
+        .expect("one was given");
+    let body = body.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut request = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/impact?users={}",
+            url.trim_end_matches('/'),
+            args.list_users
+        ))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(key) = &args.api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        eprintln!(
+            "error: {status}: {}",
+            answer["error"].as_str().unwrap_or(&text)
+        );
+        for reason in answer["reasons"].as_array().into_iter().flatten() {
+            eprintln!("  {}", reason.as_str().unwrap_or(""));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let report: cmdscope::impact::Impact = serde_json::from_str(&text)?;
+    print(&report, args.format)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -300,11 +300,22 @@ impl StoreArgs {
             None => config.state.clone(),
         };
         let default_prefix = self.token.as_deref().map(cmdscope::redis::default_prefix);
-        cmdscope::backend::open(
+        let opened = cmdscope::backend::open(
             &backend,
             default_prefix.as_deref(),
             &cmdscope::deliver::DeliveryOptions::default(),
-        )
+        );
+        match (&backend, opened) {
+            (cmdscope::config::StateBackend::File(path), Err(e))
+                if format!("{e:#}").contains("already open") =>
+            {
+                anyhow::bail!(
+                    "{} is open in a running host (a redb store has one process): ask that host (`--url`, or its HTTP API), or stop it first",
+                    path.display()
+                )
+            }
+            (_, opened) => opened,
+        }
     }
 }
 
