@@ -15,6 +15,10 @@ use crate::resolve::{
     Name, NoTranslator, ResolveError, Resolver, StaticResolver, Translator, UserContext,
 };
 
+/// Users resolved one by one through the output cache (and filed in it) rather than in one
+/// unfiled batch: live traffic, not a bulk page.
+const FILED: usize = 8;
+
 /// Which profile a user got, from where, and why not the resolver's answer if it failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {
@@ -303,48 +307,41 @@ impl Engine {
         self.resolution(ctx, result.as_deref().map_err(Clone::clone), started)
     }
 
-    /// `resolve_async` for many users: cached answers at once, the rest in one trip off the
-    /// async threads (one `resolve_batch`). Resolutions come back in input order.
+    /// `resolve_async` for many users: cached answers on the spot (no hand-off at all when
+    /// every user is a hit, the common case of a bot posting its users' messages), the rest
+    /// in one trip off the async threads. Resolutions come back in input order.
     pub async fn resolve_many(&self, ctxs: &[UserContext]) -> Vec<Resolution> {
+        let mut answers: Vec<Option<Result<String, ResolveError>>> = match &self.cache {
+            Some(cache) => ctxs
+                .iter()
+                .map(|ctx| cache.cached(ctx).map(|p| Ok(p.to_string())))
+                .collect(),
+            None => vec![None; ctxs.len()],
+        };
+        let missing: Vec<&UserContext> = ctxs
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(ctx, _)| ctx)
+            .collect();
         let started = crate::metrics::start();
-        // Cache hits are answered here; the resolver (behind its cache, which answers a batch
-        // without filing it) gets one batch of the rest.
-        let batch = || {
-            let refs: Vec<&UserContext> = ctxs.iter().collect();
-            self.resolver.resolve_batch(&refs)
-        };
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let answers: Vec<Result<String, ResolveError>> = if !self.resolver.may_block() {
-            batch()
-        } else if multi_thread {
-            // On this thread, with tokio moving this worker's other tasks to another: no copy
-            // of the page, no hand-off per call. The deadline bounds the time it takes.
-            tokio::task::block_in_place(batch)
-        } else {
-            let resolver = self.resolver.clone();
-            let owned = ctxs.to_vec();
-            tokio::task::spawn_blocking(move || {
-                let refs: Vec<&UserContext> = owned.iter().collect();
-                resolver.resolve_batch(&refs)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                let why = ResolveError::Failed(format!("resolver task failed: {e}"));
-                vec![Err(why); ctxs.len()]
-            })
-        };
-        // Each resolution is timed at its share of the batch.
-        let each = started.map(|started| {
-            let share = started.elapsed() / (ctxs.len().max(1) as u32);
+        if !missing.is_empty() {
+            let mut fresh = self.resolve_missing(&missing).await.into_iter();
+            for answer in answers.iter_mut().filter(|a| a.is_none()) {
+                *answer = fresh.next();
+            }
+        }
+        // Each resolution is timed at its share of the calls.
+        let each = started.filter(|_| !missing.is_empty()).map(|started| {
+            let share = started.elapsed() / (missing.len() as u32);
             std::time::Instant::now()
                 .checked_sub(share)
                 .unwrap_or(started)
         });
-        let mut answers = answers.into_iter();
         ctxs.iter()
-            .map(|ctx| {
-                let answer = answers.next().unwrap_or_else(|| {
+            .zip(answers)
+            .map(|(ctx, answer)| {
+                let answer = answer.unwrap_or_else(|| {
                     Err(ResolveError::Failed(
                         "the resolver gave too few answers".into(),
                     ))
@@ -352,6 +349,47 @@ impl Engine {
                 self.resolution(ctx, answer.as_deref().map_err(Clone::clone), each)
             })
             .collect()
+    }
+
+    /// The resolver's answers for users the cache does not hold. A few users (live traffic)
+    /// are asked one by one through the cache, which files their answers, so the next message
+    /// of each is a hit; a bulk page is one `resolve_batch`, not filed (it would evict what
+    /// live traffic reads, for entries nobody reads again). A resolver that may block (a
+    /// plugin runs up to its deadline) is called with tokio moving this worker's other tasks
+    /// to another thread (`block_in_place`), or on the blocking pool: never on an async
+    /// worker that other tasks wait for.
+    async fn resolve_missing(&self, missing: &[&UserContext]) -> Vec<Result<String, ResolveError>> {
+        let call = |users: &[&UserContext]| {
+            if users.len() <= FILED {
+                users.iter().map(|ctx| self.resolver.resolve(ctx)).collect()
+            } else {
+                self.resolver.resolve_batch(users)
+            }
+        };
+        if !self.resolver.may_block() {
+            return call(missing);
+        }
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            // No copy of the page, no hand-off per call; the deadline bounds the time it takes.
+            return tokio::task::block_in_place(|| call(missing));
+        }
+        let resolver = self.resolver.clone();
+        let owned: Vec<UserContext> = missing.iter().map(|c| (*c).clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&UserContext> = owned.iter().collect();
+            if refs.len() <= FILED {
+                refs.iter().map(|ctx| resolver.resolve(ctx)).collect()
+            } else {
+                resolver.resolve_batch(&refs)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let why = ResolveError::Failed(format!("resolver task failed: {e}"));
+            vec![Err(why); missing.len()]
+        })
     }
 
     /// The answer checked against the config: a profile it defines (the shared name), else

@@ -50,6 +50,10 @@ impl Resolver for Counting {
     fn identity(&self) -> Option<Arc<str>> {
         Some(Arc::from("counting-v1"))
     }
+    /// It sleeps `delay`: as a plugin, it may block (and an engine caches it).
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 fn cached(inner: Arc<dyn Resolver>) -> CachedResolver {
@@ -393,4 +397,34 @@ fn translations_are_cached_per_key_and_failed_calls_never() {
     assert_eq!(inner.asked.load(Ordering::SeqCst), 5);
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.entries), (2, 5, 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_few_users_are_filed_in_the_cache_and_a_bulk_page_is_not() {
+    let counting = Counting::new();
+    let config = Config::parse(&guest_admin_config("counting"), Format::Toml, "c.toml")
+        .unwrap()
+        .config;
+    let engine = Engine::builder(config).resolver(counting.clone()).engine();
+    // Live traffic (a bot posting its users' messages): asked once, then hits, which are
+    // answered without leaving the async thread.
+    let few: Vec<UserContext> = (1..=3).map(UserContext::private).collect();
+    engine.resolve_many(&few).await;
+    assert_eq!(counting.calls(), 3);
+    engine.resolve_many(&few).await;
+    assert_eq!(counting.calls(), 3, "the next message of each is a hit");
+    // A bulk page (a reconciliation): one batch, not filed, so it evicts nothing.
+    let page: Vec<UserContext> = (100..400).map(UserContext::private).collect();
+    engine.resolve_many(&page).await;
+    engine.resolve_many(&page).await;
+    assert_eq!(counting.calls(), 603);
+    // A page mixing both: only the users the cache lacks are asked.
+    let mixed: Vec<UserContext> = few
+        .iter()
+        .cloned()
+        .chain((500..510).map(UserContext::private))
+        .collect();
+    let resolved = engine.resolve_many(&mixed).await;
+    assert_eq!(counting.calls(), 613);
+    assert!(resolved.iter().all(|r| r.profile.as_ref() == "guest"));
 }

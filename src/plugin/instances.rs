@@ -174,6 +174,7 @@ impl<W: WorldBindings> Instances<W> {
         // Instantiation runs guest code too (initialisers): it gets the same deadline.
         store.data_mut().begin_call();
         store.set_epoch_deadline(limits.deadline_ticks());
+        let _ticking = self.sandbox.ticker.running();
         let bindings = W::instantiate(&self.pre, &mut store).map_err(|e| self.classify(e))?;
         Ok(Live { store, bindings })
     }
@@ -193,7 +194,9 @@ impl<W: WorldBindings> Instances<W> {
         live.store.data_mut().begin_call();
         live.store
             .set_epoch_deadline(self.limits().deadline_ticks());
+        let ticking = self.sandbox.ticker.running();
         let result = f(&live.bindings, &mut live.store);
+        drop(ticking);
         live.store.data().end_call();
         match result {
             Ok(r) => {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
@@ -56,6 +57,8 @@ pub(crate) fn engine_config() -> wasmtime::Config {
 /// The engine, the linker and the limits shared by every plugin.
 pub(crate) struct Sandbox {
     pub(crate) engine: Engine,
+    /// Advances the epoch while guest code runs.
+    pub(crate) ticker: Ticker,
     linker: Linker<PluginState>,
     pub(crate) limits: SandboxLimits,
 }
@@ -67,13 +70,14 @@ impl Sandbox {
         hosts: fn(&mut Linker<PluginState>) -> wasmtime::Result<()>,
     ) -> wasmtime::Result<Sandbox> {
         let engine = Engine::new(&engine_config())?;
-        start_epoch_ticker(&engine);
+        let ticker = Ticker::start(&engine);
 
         let mut linker = Linker::new(&engine);
         super::wasi::add_to_linker(&mut linker)?;
         hosts(&mut linker)?;
         Ok(Sandbox {
             engine,
+            ticker,
             linker,
             limits,
         })
@@ -252,18 +256,60 @@ pub(crate) fn check_imports(
     }
 }
 
-/// Advances the engine's epoch until the engine is dropped. Holds only a weak reference, so
-/// the thread ends with the last `Engine` clone.
-fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("cmdscope-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawn the epoch ticker thread");
+/// Advances the engine's epoch every [`EPOCH_TICK`] while guest code runs, and sleeps
+/// otherwise: an idle host (or one whose users' answers come from the cache) wakes no thread
+/// a thousand times a second. A call's deadline counts ticks from when it starts; the first
+/// call after a quiet spell wakes the thread (`unpark`, a no-op when it is awake). Holds only
+/// a weak engine reference: the thread ends within a second of the last `Engine` clone.
+pub(crate) struct Ticker {
+    running: Arc<AtomicUsize>,
+    thread: std::thread::Thread,
+}
+
+/// Held while guest code runs (see [`Ticker::running`]).
+pub(crate) struct Ticking<'a>(&'a Ticker);
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let weak = engine.weak();
+        let running = Arc::new(AtomicUsize::new(0));
+        let calls = running.clone();
+        let handle = std::thread::Builder::new()
+            .name("cmdscope-epoch".into())
+            .spawn(move || {
+                loop {
+                    if calls.load(Ordering::Acquire) == 0 {
+                        // An unpark between the load and the park is not lost: park returns.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        if weak.upgrade().is_none() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let Some(engine) = weak.upgrade() else { return };
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        Ticker {
+            running,
+            thread: handle.thread().clone(),
+        }
+    }
+
+    /// The epoch advances until the guard drops: take it before guest code runs.
+    pub(crate) fn running(&self) -> Ticking<'_> {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Ticking(self)
+    }
 }
