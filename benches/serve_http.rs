@@ -1,0 +1,220 @@
+//! `cmdscope serve` as a bot sees it: the real binary (shop example, wasm resolver) against
+//! a `cmdscope emulator` process, driven over HTTP with a keep-alive client, and the CPU time
+//! the kernel accounts to the serve process per request (user + system, from
+//! `/proc/PID/stat`), so every hand-off between its threads is counted.
+//!
+//! `cargo bench --bench serve_http` (add a number to choose the requests per figure, 4,000 by
+//! default). Users are known and unchanged before each figure is taken: what most messages
+//! of a running bot are. Then the peak resident memory of one request of 10,000 contexts,
+//! and what is left after it.
+
+#[path = "common/process.rs"]
+mod process;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use process::{BIN, Process, emulator};
+
+const TOKEN: &str = "4242:bench";
+const KEY: &str = "bench-key";
+
+/// Clock ticks per second of `/proc/PID/stat` (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let (user, system): (f64, f64) = (fields[11].parse().unwrap(), fields[12].parse().unwrap());
+    (user + system) / TICKS
+}
+
+fn memory_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn serve(dir: &Path, api: &str) -> (Process, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let built = Path::new(env!("CMDSCOPE_PLUGIN_DIR"));
+    std::fs::copy(
+        built.join("tiered_resolver.wasm"),
+        plugins.join("tiered.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        built.join("shop_translator.wasm"),
+        plugins.join("shop.wasm"),
+    )
+    .unwrap();
+    let config = dir.join("cmdscope.toml");
+    std::fs::write(&config, include_str!("../examples/shop.toml")).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--no-compiled-cache",
+        ])
+        .args(["--token", TOKEN, "--api-url", api])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("CMDSCOPE_API_KEY", KEY)
+        .env("CMDSCOPE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cmdscope serve starts");
+    (Process(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// Serve's CPU per request over `n` requests made by `request` (after 200 to warm up).
+async fn per_request<F, Fut>(pid: u32, n: usize, mut request: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..200 {
+        request().await;
+    }
+    let before = cpu_seconds(pid);
+    for _ in 0..n {
+        request().await;
+    }
+    Duration::from_secs_f64((cpu_seconds(pid) - before) / n as f64)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(4_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run(n));
+}
+
+async fn run(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, api) = emulator();
+    let (server, url) = serve(dir.path(), &api);
+    let pid = server.0.id();
+    // One connection, kept alive (reqwest pools it), as aiohttp's session in the Python bot.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "serve never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let post = |body: Value| {
+        let request = client
+            .post(format!("{url}/v1/users"))
+            .bearer_auth(KEY)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    };
+    let get = |path: String| {
+        let request = client.get(format!("{url}{path}"));
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    };
+    let user = json!({"user_id": 7, "language_code": "en", "flags": {"registered": true}});
+    post(user.clone()).await;
+    let page: Value = (1..=1_000)
+        .map(|id| json!({"user_id": id, "language_code": "es"}))
+        .collect();
+    post(page.clone()).await;
+
+    let healthz = per_request(pid, n, || get("/healthz".into())).await;
+    let preview = per_request(pid, n, || {
+        get("/v1/preview?user_id=7&language_code=en&flags=registered".into())
+    })
+    .await;
+    let one = per_request(pid, n, || post(user.clone())).await;
+    // The Python bot's pattern for a message with an unknown command: its context, then
+    // the suggestion.
+    let message = per_request(pid, n, || {
+        let (post, get) = (
+            post(user.clone()),
+            get("/v1/suggest?user_id=7&language_code=en&flags=registered&text=/ordres".into()),
+        );
+        async move {
+            post.await;
+            get.await;
+        }
+    })
+    .await;
+    let batch = per_request(pid, (n / 100).max(20), || post(page.clone())).await / 1_000;
+
+    let micros = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
+    println!("serve CPU per request ({n} requests each, keep-alive):");
+    println!(
+        "  GET /healthz                              {}",
+        micros(healthz)
+    );
+    println!(
+        "  GET /v1/preview                           {}",
+        micros(preview)
+    );
+    println!(
+        "  POST /v1/users, one unchanged user        {} ({:.2}x healthz)",
+        micros(one),
+        one.as_secs_f64() / healthz.as_secs_f64()
+    );
+    println!(
+        "  a message of the Python bot (post+suggest) {}",
+        micros(message)
+    );
+    println!(
+        "  POST /v1/users of 1,000, per user         {}",
+        micros(batch)
+    );
+
+    // Memory: ten requests of 10,000 new contexts each.
+    let baseline = memory_kb(pid, "VmRSS:");
+    for round in 0..10 {
+        let big: Value = (1..=10_000)
+            .map(|i| json!({"user_id": 1_000_000 + round * 10_000 + i, "language_code": "es"}))
+            .collect();
+        post(big).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let peak = memory_kb(pid, "VmHWM:");
+    let after = memory_kb(pid, "VmRSS:");
+    println!(
+        "10 requests of 10,000 contexts: RSS {} MB before, peak {} MB (+{} MB), {} MB after (100,000 more known users in the memory store)",
+        baseline / 1024,
+        peak / 1024,
+        peak.saturating_sub(baseline) / 1024,
+        after / 1024
+    );
+    drop(server);
+}
