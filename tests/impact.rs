@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use cmdscope::emulator::RunningEmulator;
 
+use common::chat::chats_set_since;
 use common::serve::{KEY, post, serve, wait_healthy};
 use common::users::wrong_after;
 use common::{emulator, plugin_bytes, shop_folder};
@@ -55,19 +56,6 @@ fn deploy(folder: &Path, name: &str, bytes: &[u8]) {
     let tmp = folder.join(format!(".{name}.incoming"));
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, folder.join(name)).unwrap();
-}
-
-/// The chats whose list the emulator saw set since `from` (an index into its call log).
-fn set_since(running: &RunningEmulator, from: usize) -> BTreeSet<i64> {
-    running.emulator.call_log()[from..]
-        .iter()
-        .filter(|c| c.method == "setMyCommands")
-        .filter_map(|c| {
-            // The log names a list as `<scope as JSON>|<language>`.
-            let scope: Value = serde_json::from_str(c.key.as_ref()?.split('|').next()?).ok()?;
-            scope["chat_id"].as_i64()
-        })
-        .collect()
 }
 
 /// The chats a report says the swap sets: each listed user's private chat.
@@ -115,7 +103,7 @@ async fn swap_to_v2(running: &RunningEmulator, plugins: &Path) -> BTreeSet<i64> 
     assert!(left.is_empty(), "users still on version 1: {left:?}");
     // Every call of the walk is in: nothing more arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    set_since(running, from)
+    chats_set_since(running, from)
 }
 
 #[tokio::test(flavor = "multi_thread")]

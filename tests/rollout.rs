@@ -14,6 +14,7 @@ use cmdscope::UserContext;
 use cmdscope::emulator::RunningEmulator;
 use cmdscope::rollout::in_canary;
 
+use common::chat::chats_set_since;
 use common::serve::{KEY, Serve, post, serve, serve_with, wait_healthy};
 use common::users::{context, post_users, premium_in_v2};
 use common::{emulator, plugin_bytes, shop_folder};
@@ -49,18 +50,6 @@ async fn settle(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The private chats set since `from` (an index into the emulator's call log).
-fn chats_set_since(running: &RunningEmulator, from: usize) -> BTreeSet<i64> {
-    running.emulator.call_log()[from..]
-        .iter()
-        .filter(|c| c.method == "setMyCommands")
-        .filter_map(|c| {
-            let scope: Value = serde_json::from_str(c.key.as_ref()?.split('|').next()?).ok()?;
-            scope["chat_id"].as_i64()
-        })
-        .collect()
 }
 
 async fn get(client: &reqwest::Client, url: &str, path: &str) -> Value {

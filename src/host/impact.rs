@@ -86,14 +86,9 @@ impl Host {
                     ));
                 };
                 let config = now.config().clone();
-                let settings = config.plugin_settings.clone();
-                let loaded = tokio::task::spawn_blocking(move || {
-                    live.plugin_host()
-                        .load_untrusted(&bytes, "candidate.wasm", &settings)
-                })
-                .await
-                .map_err(|e| ImpactError::Refused(vec![format!("the load did not finish: {e}")]))?
-                .map_err(|e| ImpactError::Refused(vec![format!("it does not load: {e}")]))?;
+                let loaded = load_candidate(live, bytes, "candidate.wasm", &config)
+                    .await
+                    .map_err(|why| ImpactError::Refused(vec![why]))?;
                 changes.push(Change::Plugin {
                     candidate: PluginRef::of(loaded.info()),
                     replaces: serving
@@ -142,4 +137,19 @@ impl Host {
             .await
             .map_err(ImpactError::Store)
     }
+}
+
+/// Loads a candidate's bytes with the folder's own plugin host (the checks a file of the
+/// folder gets), off the async threads: a compile takes seconds.
+pub(super) async fn load_candidate(
+    live: Arc<crate::plugin::LivePlugins>,
+    bytes: Vec<u8>,
+    file: &'static str,
+    config: &crate::config::Config,
+) -> Result<Plugin, String> {
+    let settings = config.plugin_settings.clone();
+    tokio::task::spawn_blocking(move || live.plugin_host().load_untrusted(&bytes, file, &settings))
+        .await
+        .map_err(|e| format!("the load did not finish: {e}"))?
+        .map_err(|e| format!("it does not load: {e}"))
 }

@@ -190,15 +190,10 @@ async fn load_candidate(
     bytes: Vec<u8>,
     config: &crate::config::Config,
 ) -> Result<Arc<WasmResolver>, Vec<String>> {
-    let live = live.clone();
-    let settings = config.plugin_settings.clone();
-    let plugin = tokio::task::spawn_blocking(move || {
-        live.plugin_host()
-            .load_untrusted(&bytes, "rollout-candidate.wasm", &settings)
-    })
-    .await
-    .map_err(|e| vec![format!("the load did not finish: {e}")])?
-    .map_err(|e| vec![format!("it does not load: {e}")])?;
+    let plugin =
+        super::impact::load_candidate(live.clone(), bytes, "rollout-candidate.wasm", config)
+            .await
+            .map_err(|why| vec![why])?;
     let Plugin::Resolver(resolver) = &plugin else {
         return Err(vec![
             "it is a translator: a rollout stages a resolver (review a translator with impact, then deploy it whole)".into(),

@@ -39,3 +39,17 @@ pub async fn sees(
 pub fn has(menu: &[BotCommand], command: &str) -> bool {
     menu.iter().any(|c| c.command == command)
 }
+
+/// The chats whose list the emulator saw set since `from` (an index into its call log).
+pub fn chats_set_since(running: &RunningEmulator, from: usize) -> std::collections::BTreeSet<i64> {
+    running.emulator.call_log()[from..]
+        .iter()
+        .filter(|c| c.method == "setMyCommands")
+        .filter_map(|c| {
+            // The log names a list as `<scope as JSON>|<language>`.
+            let key = c.key.as_ref()?.split('|').next()?;
+            let scope: serde_json::Value = serde_json::from_str(key).ok()?;
+            scope["chat_id"].as_i64()
+        })
+        .collect()
+}
