@@ -331,11 +331,31 @@ pub fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, Str
             metrics::set_global_recorder(recorder)
                 .map(|()| {
                     recorder_installed();
+                    keep_up(handle.clone());
                     handle
                 })
                 .map_err(|e| format!("cannot install the metrics recorder: {e}"))
         })
         .clone()
+}
+
+/// Drains the recorder's histograms into their summaries every few seconds. The recorder
+/// keeps every recorded value until then: a process nobody scrapes would otherwise grow by
+/// 16 bytes per user update, for ever (a bot at 1,000 messages a second: 1.4 GB a day).
+#[cfg(feature = "prometheus")]
+fn keep_up(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let started = std::thread::Builder::new()
+        .name("cmdscope-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!("cannot start the metrics upkeep (histograms grow until scraped): {e}");
+    }
 }
 
 /// Serves every series at `http://addr/metrics` in Prometheus' text format, on the running
