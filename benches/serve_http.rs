@@ -3,10 +3,10 @@
 //! the kernel accounts to the serve process per request (user + system, from
 //! `/proc/PID/stat`), so every hand-off between its threads is counted.
 //!
-//! `cargo bench --bench serve_http` (add a number to choose the requests per figure, 4,000 by
-//! default). Users are known and unchanged before each figure is taken: what most messages
-//! of a running bot are. Then the peak resident memory of one request of 10,000 contexts,
-//! and what is left after it.
+//! `cargo bench --bench serve_http` (add a number to choose the requests per figure, 20,000
+//! by default: the kernel counts CPU in 10 ms ticks). Users are known and unchanged before each figure is taken: what most messages
+//! of a running bot are. Then resident memory: after the single-context requests, and the peak
+//! while requests of 10,000 contexts run, and what is left after them.
 
 #[path = "common/process.rs"]
 mod process;
@@ -81,6 +81,34 @@ fn serve(dir: &Path, api: &str) -> (Process, String) {
     (Process(child), format!("http://127.0.0.1:{port}"))
 }
 
+/// The highest resident memory of a process while it is sampled (every millisecond, on a
+/// thread of its own).
+struct Peak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Peak {
+    fn start(pid: u32) -> Peak {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(memory_kb(pid, "VmRSS:"));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak
+        });
+        Peak { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// Serve's CPU per request over `n` requests made by `request` (after 200 to warm up).
 async fn per_request<F, Fut>(pid: u32, n: usize, mut request: F) -> Duration
 where
@@ -101,7 +129,7 @@ fn main() {
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(4_000);
+        .unwrap_or(20_000);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run(n));
 }
@@ -153,6 +181,7 @@ async fn run(n: usize) {
         .collect();
     post(page.clone()).await;
 
+    let before_single = memory_kb(pid, "VmRSS:");
     let healthz = per_request(pid, n, || get("/healthz".into())).await;
     let preview = per_request(pid, n, || {
         get("/v1/preview?user_id=7&language_code=en&flags=registered".into())
@@ -198,23 +227,46 @@ async fn run(n: usize) {
         micros(batch)
     );
 
-    // Memory: ten requests of 10,000 new contexts each.
-    let baseline = memory_kb(pid, "VmRSS:");
+    // Memory. A request of 10,000 contexts, ten times with new users (the store keeps them:
+    // 100,000 more known users), then ten times with the last 10,000 (known): the peak while
+    // they run, sampled every millisecond, and what is left a second after.
+    let big = |first: i64| -> Value {
+        (first..first + 10_000)
+            .map(|id| json!({"user_id": id, "language_code": "es"}))
+            .collect()
+    };
+    let before_new = memory_kb(pid, "VmRSS:");
+    let sampler = Peak::start(pid);
     for round in 0..10 {
-        let big: Value = (1..=10_000)
-            .map(|i| json!({"user_id": 1_000_000 + round * 10_000 + i, "language_code": "es"}))
-            .collect();
-        post(big).await;
+        post(big(1_000_000 + round * 10_000)).await;
     }
+    let peak_new = sampler.stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let peak = memory_kb(pid, "VmHWM:");
-    let after = memory_kb(pid, "VmRSS:");
+    let after_new = memory_kb(pid, "VmRSS:");
+    let sampler = Peak::start(pid);
+    for _ in 0..10 {
+        post(big(1_090_000)).await;
+    }
+    let peak_known = sampler.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_known = memory_kb(pid, "VmRSS:");
+    let mb = |kb: u64| format!("{:.1} MB", kb as f64 / 1024.0);
     println!(
-        "10 requests of 10,000 contexts: RSS {} MB before, peak {} MB (+{} MB), {} MB after (100,000 more known users in the memory store)",
-        baseline / 1024,
-        peak / 1024,
-        peak.saturating_sub(baseline) / 1024,
-        after / 1024
+        "RSS after the figures above: {} more than before them",
+        mb(before_new.saturating_sub(before_single))
+    );
+    println!(
+        "10 requests of 10,000 new contexts:   RSS {} before, peak +{}, after +{} (100,000 more known users)",
+        mb(before_new),
+        mb(peak_new.saturating_sub(before_new)),
+        mb(after_new.saturating_sub(before_new))
+    );
+    println!(
+        "10 requests of 10,000 known contexts: RSS {} before, peak +{}, after {}{}",
+        mb(after_new),
+        mb(peak_known.saturating_sub(after_new)),
+        if after_known >= after_new { "+" } else { "-" },
+        mb(after_known.abs_diff(after_new))
     );
     drop(server);
 }

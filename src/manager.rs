@@ -433,6 +433,17 @@ impl CommandManager {
             .map(|(_, outcome)| outcome)
     }
 
+    /// `update_stream` with each user's position carried through: `(index, outcome)` in
+    /// completion order, so a caller can answer in input order while holding only the
+    /// outcomes that arrived early (the HTTP API's lists).
+    pub fn update_numbered<'a>(
+        &'a self,
+        users: impl IntoIterator<Item = (usize, UserContext)> + 'a,
+        concurrency: usize,
+    ) -> impl futures_util::Stream<Item = (usize, UserOutcome)> + 'a {
+        self.paged(users.into_iter(), concurrency)
+    }
+
     /// The bulk path: users are resolved a page at a time (one trip to the resolver, one
     /// sandbox crossing with interface 0.2), the next page while this one's lists are brought,
     /// at most `concurrency` at a time. Items carry an index through.

@@ -189,6 +189,99 @@ async fn serve_answers_the_api_with_a_key_streams_events_and_stops_on_sigterm() 
     drop(stream);
 }
 
+/// A list of thousands (several pages, updated 16 at a time, answered as they finish) comes
+/// back in input order, each bad context refused in its own place; the body's shape is
+/// checked before any context is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_of_thousands_is_answered_in_input_order_with_each_bad_context_in_place() {
+    let running = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, plugins) = shop_folder(dir.path());
+    let server = serve(&running, &config, &plugins, &[]);
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    wait_healthy(&client, &url).await;
+
+    // Bad contexts at the first place, on both sides of a page's edge and at the last place;
+    // one user in 50 is premium (a list of their own, a call), the rest guests (no call).
+    let bad = [0usize, 255, 256, 1_000, 2_999];
+    let list: Vec<Value> = (0..3_000)
+        .map(|i| {
+            if bad.contains(&i) {
+                json!({"user_id": 10_000 + i, "flag": {"registered": true}})
+            } else if i % 50 == 7 {
+                json!({"user_id": 10_000 + i, "flags": {"registered": true, "premium": true}})
+            } else {
+                json!({"user_id": 10_000 + i})
+            }
+        })
+        .collect();
+    let body = format!("  \n{}", serde_json::to_string(&list).unwrap());
+    let r = post(&client, &url, "/v1/users", Some(KEY))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3_000);
+    for (i, result) in results.iter().enumerate() {
+        if bad.contains(&i) {
+            assert_eq!(result["index"], i, "{result}");
+            assert_eq!(result["field"], "flag", "{result}");
+            assert!(
+                result["error"].as_str().unwrap().contains("flags"),
+                "{result}"
+            );
+        } else {
+            assert_eq!(result["user_id"], 10_000 + i, "answer {i}: {result}");
+            let premium = i % 50 == 7;
+            assert_eq!(result["profile"], if premium { "premium" } else { "guest" });
+            assert_eq!(result["status"], if premium { "set" } else { "unchanged" });
+        }
+    }
+    let premium = UserContext::private(10_000 + 2_957).viewer();
+    assert!(
+        running
+            .emulator
+            .effective(&premium)
+            .1
+            .iter()
+            .any(|c| c.command == "deals")
+    );
+
+    // The body as a whole: too many contexts, not JSON, neither an object nor a list.
+    let too_many = serde_json::to_string(&vec![json!({"user_id": 1}); 10_001]).unwrap();
+    for (body, status, says) in [
+        (too_many.as_str(), 413, "at most 10000"),
+        ("{\"user_id\": 5", 400, "not JSON"),
+        ("[{\"user_id\": 5}", 400, "not JSON"),
+        ("42", 400, "one context object or a list"),
+    ] {
+        let r = post(&client, &url, "/v1/users", Some(KEY))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{}", &body[..body.len().min(40)]);
+        let refusal: Value = r.json().await.unwrap();
+        assert!(
+            refusal["error"].as_str().unwrap().contains(says),
+            "{refusal}"
+        );
+    }
+    // One context that is JSON but not a context: 422, the field named.
+    let r = post(&client, &url, "/v1/users", Some(KEY))
+        .json(&json!({"user_id": "five"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "user_id");
+}
+
 /// 5,000 registered users, one in ten with 10 or more orders: version 2 of the resolver
 /// changes exactly those 500.
 fn users() -> Vec<UserContext> {

@@ -302,6 +302,32 @@ impl Host {
         manager.update_users(users, concurrency).await.outcomes
     }
 
+    /// `update_users` as a stream of `(index, outcome)` in completion order, for callers that
+    /// answer as outcomes arrive instead of holding a whole batch (the HTTP API's lists): the
+    /// contexts are taken from `users` as the pages need them.
+    pub fn update_stream<'a>(
+        &'a self,
+        users: impl IntoIterator<Item = (usize, UserContext)> + 'a,
+        concurrency: usize,
+    ) -> impl futures_util::Stream<Item = (usize, UserOutcome)> + 'a {
+        use futures_util::StreamExt;
+        use futures_util::future::Either;
+        match (self.enter(), self.inner.manager()) {
+            (Some(in_flight), Some(manager)) => Either::Left(
+                manager
+                    .update_numbered(users, concurrency)
+                    // The stream counts as an update in flight until it is dropped.
+                    .map(move |item| {
+                        let _ = &in_flight;
+                        item
+                    }),
+            ),
+            _ => Either::Right(futures_util::stream::iter(
+                users.into_iter().map(|(i, u)| (i, self.refused(&u))),
+            )),
+        }
+    }
+
     /// Removes the user's own lists and forgets them.
     pub async fn clear_user(&self, ctx: &UserContext) -> Vec<ListOutcome> {
         let Some(_guard) = self.enter() else {

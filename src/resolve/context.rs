@@ -182,9 +182,14 @@ impl UserContext {
     /// [`from_json`](Self::from_json) from text: parsed straight into a context, and only a
     /// line that fails is parsed again to name the field.
     pub fn from_json_str(text: &str) -> Result<UserContext, ContextError> {
-        match serde_json::from_str::<UserContext>(text) {
+        UserContext::from_json_bytes(text.as_bytes())
+    }
+
+    /// [`from_json_str`](Self::from_json_str) from bytes (a request body).
+    pub fn from_json_bytes(text: &[u8]) -> Result<UserContext, ContextError> {
+        match serde_json::from_slice::<UserContext>(text) {
             Ok(ctx) => ctx.checked(),
-            Err(e) => match serde_json::from_str::<serde_json::Value>(text) {
+            Err(e) => match serde_json::from_slice::<serde_json::Value>(text) {
                 Ok(value) => UserContext::from_json(value),
                 Err(_) => Err(ContextError::new("", e.to_string())),
             },
