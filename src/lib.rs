@@ -17,6 +17,8 @@ pub mod host;
 pub mod impact;
 pub mod limits;
 pub mod manager;
+#[cfg(feature = "http")]
+mod memory;
 pub mod menu;
 pub mod metrics;
 pub mod output_cache;

@@ -25,6 +25,10 @@ use crate::resolve::{ContextError, UserContext};
 /// Users of one list request updated at a time (the bot's pace still holds for them all).
 const CONCURRENCY: usize = 16;
 
+/// Contexts from which a list is a burst whose memory is handed back once traffic is quiet
+/// ([`crate::memory`]).
+const BURST: usize = 1_000;
+
 /// A request body: one context, or a list of contexts still as text.
 enum Contexts<'a> {
     One(Result<UserContext, ContextError>),
@@ -95,8 +99,9 @@ pub(super) async fn update_users(State(app): State<App>, body: axum::body::Bytes
         Err(refusal) => refusal.into_response(),
         Ok(Contexts::One(Err(why))) => one(Each::<UserAnswer>::refused(&why, None), true),
         Ok(Contexts::One(Ok(ctx))) => {
-            let Ok(outcome) = tokio::time::timeout(app.timeout, app.host.update_user(&ctx)).await
-            else {
+            // Boxed: the update's future is 1.6 KB, and each of axum's layers would move it.
+            let update = Box::pin(app.host.update_user(&ctx));
+            let Ok(outcome) = tokio::time::timeout(app.timeout, update).await else {
                 return timed_out();
             };
             one(
@@ -105,7 +110,7 @@ pub(super) async fn update_users(State(app): State<App>, body: axum::body::Bytes
             )
         }
         Ok(Contexts::List(items)) => {
-            match tokio::time::timeout(app.timeout, update_list(&app, &items)).await {
+            match tokio::time::timeout(app.timeout, Box::pin(update_list(&app, &items))).await {
                 Ok(answers) => answers,
                 Err(_) => timed_out(),
             }
@@ -129,6 +134,9 @@ async fn update_list(app: &App, items: &[&RawValue]) -> Response {
         answers.catch_up(&mut early, &refused, false);
     }
     answers.catch_up(&mut early, &refused, true);
+    if items.len() >= BURST {
+        crate::memory::after_burst();
+    }
     answers.finish()
 }
 
