@@ -310,5 +310,44 @@ async fn run(n: usize) {
         if after_known >= after_new { "+" } else { "-" },
         mb(after_known.abs_diff(after_new))
     );
+    // A reconciliation that changes nothing: version 2 of the resolver, renamed into the
+    // folder, moves only registered users with 10 orders or more, and the known users here
+    // are guests. Serve's CPU from the new version serving to the run's report.
+    let mut events = client.get(format!("{url}/v1/events")).send().await.unwrap();
+    let incoming = dir.path().join("plugins").join("tiered.incoming");
+    std::fs::copy(
+        Path::new(env!("CMDSCOPE_PLUGIN_DIR")).join("tiered_resolver_v2.wasm"),
+        &incoming,
+    )
+    .unwrap();
+    std::fs::rename(&incoming, dir.path().join("plugins").join("tiered.wasm")).unwrap();
+    let mut seen = String::new();
+    let mut from = None;
+    let examined = loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(120), events.chunk())
+            .await
+            .expect("events within 2 minutes")
+            .unwrap()
+            .expect("the event stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if from.is_none() && seen.contains("event: reloaded") {
+            from = Some(cpu_seconds(pid));
+        }
+        if let Some(at) = seen.find("event: reconciled") {
+            let data = seen[at..].lines().find_map(|l| l.strip_prefix("data: "));
+            if let Some(report) = data.and_then(|d| serde_json::from_str::<Value>(d).ok())
+                && report["trigger"].to_string().contains("plugin")
+            {
+                assert_eq!(report["failed"], 0, "{report}");
+                break report["users_examined"].as_u64().unwrap();
+            }
+            seen.drain(..at + 1);
+        }
+    };
+    let took = cpu_seconds(pid) - from.expect("the new version is announced first");
+    println!(
+        "a reconciliation that changes nothing: {examined} known users, {:.2} us of CPU each",
+        took * 1e6 / examined as f64
+    );
     drop(server);
 }

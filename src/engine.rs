@@ -312,9 +312,10 @@ impl Engine {
     /// in one trip off the async threads. Resolutions come back in input order.
     pub async fn resolve_many(&self, ctxs: &[UserContext]) -> Vec<Resolution> {
         let mut answers: Vec<Option<Result<String, ResolveError>>> = match &self.cache {
-            Some(cache) => ctxs
-                .iter()
-                .map(|ctx| cache.cached(ctx).map(|p| Ok(p.to_string())))
+            Some(cache) => cache
+                .cached_many(ctxs)
+                .into_iter()
+                .map(|hit| hit.map(|p| Ok(p.to_string())))
                 .collect(),
             None => vec![None; ctxs.len()],
         };

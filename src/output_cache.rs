@@ -208,8 +208,24 @@ impl CachedResolver {
     /// comes back shared: a hit allocates nothing.
     pub fn cached(&self, ctx: &UserContext) -> Option<Arc<str>> {
         let identity = self.inner.identity()?;
-        let e = self.cache.get(&self.key(&identity, ctx))?;
-        if !Arc::ptr_eq(&e.identity, &identity) && e.identity != identity {
+        self.cached_as(&identity, ctx)
+    }
+
+    /// [`cached`](Self::cached) for a page of users: the version serving is looked up once,
+    /// not once per user (a reconciliation asks for every known user).
+    pub fn cached_many(&self, ctxs: &[UserContext]) -> Vec<Option<Arc<str>>> {
+        match self.inner.identity() {
+            Some(identity) => ctxs
+                .iter()
+                .map(|ctx| self.cached_as(&identity, ctx))
+                .collect(),
+            None => vec![None; ctxs.len()],
+        }
+    }
+
+    fn cached_as(&self, identity: &Arc<str>, ctx: &UserContext) -> Option<Arc<str>> {
+        let e = self.cache.get(&self.key(identity, ctx))?;
+        if !Arc::ptr_eq(&e.identity, identity) && e.identity != *identity {
             return None;
         }
         if e.ctx != *ctx || e.expired() {
