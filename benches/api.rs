@@ -29,7 +29,13 @@ fn plugin(name: &str) -> std::path::PathBuf {
 }
 
 fn bench(c: &mut Criterion) {
+    // As in `cmdscope serve`: the host on a multi-threaded runtime, the requests on a
+    // single-threaded one of their own.
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let http = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -94,22 +100,22 @@ fn bench(c: &mut Criterion) {
         .map(|id| json!({"user_id": id, "language_code": "es"}))
         .collect();
     // Known and unchanged before anything is measured.
-    runtime.block_on(call(post(&user)()));
-    runtime.block_on(call(post(&page)()));
+    http.block_on(call(post(&user)()));
+    http.block_on(call(post(&page)()));
 
     let mut group = c.benchmark_group("api");
     let healthz = get("/healthz");
-    group.bench_function("healthz", |b| b.iter(|| runtime.block_on(call(healthz()))));
+    group.bench_function("healthz", |b| b.iter(|| http.block_on(call(healthz()))));
     let preview = get("/v1/preview?user_id=7&language_code=en&flags=registered");
-    group.bench_function("preview", |b| b.iter(|| runtime.block_on(call(preview()))));
+    group.bench_function("preview", |b| b.iter(|| http.block_on(call(preview()))));
     let one = post(&user);
     group.bench_function("users_one_unchanged", |b| {
-        b.iter(|| runtime.block_on(call(one())))
+        b.iter(|| http.block_on(call(one())))
     });
     let thousand = post(&page);
     group.sample_size(20);
     group.bench_function("users_1000_unchanged", |b| {
-        b.iter(|| runtime.block_on(call(thousand())))
+        b.iter(|| http.block_on(call(thousand())))
     });
     group.finish();
 }

@@ -132,8 +132,8 @@ pub fn router(host: &Host, options: HttpOptions) -> Router {
 /// drains: event streams end, requests in flight finish. Returns the bound address and the
 /// server's task.
 ///
-/// The listener and its connections run on a thread of their own, a single-threaded runtime
-/// (from the blocking pool, for the server's life). A request with a body wakes its own
+/// The listener and its connections run on a thread of their own, with a single-threaded
+/// runtime, for the server's life. A request with a body wakes its own
 /// connection task while it is being polled (hyper's body channel); on a multi-threaded
 /// runtime that wake-up also wakes an idle worker to steal the task, which costs more CPU
 /// than the update it carries (one unchanged user: 6 us of work in 60 us of CPU). On its own
@@ -156,28 +156,37 @@ pub async fn serve(
         .enable_all()
         .thread_name("cmdscope-http")
         .build()?;
-    let task = tokio::task::spawn_blocking(move || {
-        runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => listener,
-                Err(e) => {
-                    tracing::error!("the HTTP server cannot listen: {e}");
-                    return;
+    // A plain thread, not the blocking pool: a runtime dropped without the host shut down
+    // (a bot's `main` returning) must not wait for a server that never ends.
+    let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("cmdscope-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::error!("the HTTP server cannot listen: {e}");
+                        return;
+                    }
+                };
+                let stop = async move {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::warn!("the HTTP server stopped: {e}");
                 }
-            };
-            let stop = async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = stopped.wait_for(|s| *s) => {}
-                }
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!("the HTTP server stopped: {e}");
-            }
-        })
+            });
+            let _ = ended.send(());
+        })?;
+    let task = tokio::spawn(async move {
+        let _ = on_end.await;
     });
     Ok((bound, task))
 }

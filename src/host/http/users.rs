@@ -95,26 +95,32 @@ fn timed_out() -> Response {
 }
 
 pub(super) async fn update_users(State(app): State<App>, body: axum::body::Bytes) -> Response {
-    match contexts(&body) {
-        Err(refusal) => refusal.into_response(),
-        Ok(Contexts::One(Err(why))) => one(Each::<UserAnswer>::refused(&why, None), true),
-        Ok(Contexts::One(Ok(ctx))) => {
-            // Boxed: the update's future is 1.6 KB, and each of axum's layers would move it.
-            let update = Box::pin(app.host.update_user(&ctx));
-            let Ok(outcome) = tokio::time::timeout(app.timeout, update).await else {
-                return timed_out();
-            };
-            one(
-                Each::Done(UserAnswer::from(&outcome)),
-                outcome.status.is_failed(),
-            )
-        }
-        Ok(Contexts::List(items)) => {
-            match tokio::time::timeout(app.timeout, Box::pin(update_list(&app, &items))).await {
-                Ok(answers) => answers,
-                Err(_) => timed_out(),
+    // The updates run as a task of their own: a request that times out is answered 503 and
+    // its updates go on (a list cut off halfway would leave its last users unsent and
+    // unknown to the reconciliation).
+    let timeout = app.timeout;
+    let work = tokio::spawn(async move {
+        match contexts(&body) {
+            Err(refusal) => refusal.into_response(),
+            Ok(Contexts::One(Err(why))) => one(Each::<UserAnswer>::refused(&why, None), true),
+            Ok(Contexts::One(Ok(ctx))) => {
+                let outcome = app.host.update_user(&ctx).await;
+                one(
+                    Each::Done(UserAnswer::from(&outcome)),
+                    outcome.status.is_failed(),
+                )
             }
+            Ok(Contexts::List(items)) => update_list(&app, &items).await,
         }
+    });
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(failed)) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the update task failed: {failed}"),
+        )
+        .into_response(),
+        Err(_) => timed_out(),
     }
 }
 
